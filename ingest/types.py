@@ -1,0 +1,81 @@
+"""What parsers produce and the terminal statuses of a document. Shared by parsers, scrubber, worker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+
+class DocStatus(StrEnum):
+    queued = "queued"
+    processing = "processing"
+    indexed = "indexed"
+    duplicate = "duplicate"
+    empty = "empty"
+    needs_password = "needs_password"
+    unsupported = "unsupported"
+    too_large = "too_large"
+    failed = "failed"
+
+
+TERMINAL = {s for s in DocStatus if s not in (DocStatus.queued, DocStatus.processing)}
+
+
+class IngestError(Exception):
+    """A file that cannot be indexed, with the terminal status and a short human reason."""
+
+    def __init__(self, status: DocStatus, reason: str):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass
+class Section:
+    """A run of text with the position a citation points to."""
+
+    text: str
+    page: int | None = None
+    sheet: str | None = None
+    heading: str | None = None
+
+
+@dataclass
+class ParsedDocument:
+    sections: list[Section]
+    format: str  # e.g. "pdf", "docx", "html"
+    title: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        return "\n\n".join(s.text for s in self.sections)
+
+
+class Parser(Protocol):
+    """One format family. Raises IngestError for password-protected, empty or broken input."""
+
+    formats: tuple[str, ...]
+
+    def parse(self, data: bytes, filename: str) -> ParsedDocument: ...
+
+
+@dataclass(frozen=True)
+class PiiEntity:
+    type: str  # our type names: CN_ID, PHONE, BANK_CARD, EMAIL, PERSON, ...
+    start: int
+    end: int
+    score: float
+
+
+@dataclass
+class ScrubResult:
+    text: str
+    entities: list[PiiEntity]
+
+
+class Scrubber(Protocol):
+    def analyze(self, text: str) -> list[PiiEntity]: ...
+
+    def scrub(self, text: str) -> ScrubResult: ...
