@@ -75,9 +75,16 @@ class RetrievalSettings(BaseModel):
     approx_threshold: int = Field(500_000, description="Chunk count above which 'auto' switches to HNSW.")
     use_gpu: Literal["auto", "never", "always"] = Field("auto", description="Put FAISS on the GPU.")
     tokenizer: Literal["jieba", "bigram"] = Field("jieba", description="Chinese tokenization for BM25.")
+    mode: Literal["dense", "bm25", "hybrid"] = Field(
+        "hybrid", description="Which indexes answer a query: dense vectors, BM25, or both fused."
+    )
     fusion: Literal["rrf", "convex"] = Field("convex", description="How dense and BM25 rankings are combined.")
     convex_alpha: float = Field(0.5, description="Weight of the dense score in convex fusion.")
     rrf_k: int = Field(60, description="RRF constant.")
+    bm25_k1: float = Field(0.9, description="BM25 term-frequency saturation (k1).")
+    bm25_b: float = Field(0.4, description="BM25 length normalization (b).")
+    hnsw_m: int = Field(32, description="HNSW graph degree (approximate index only).")
+    hnsw_ef_search: int = Field(96, description="HNSW search breadth: higher is more exact and slower.")
     candidates: int = Field(100, description="Candidates taken from each index before fusion.")
     top_k: int = Field(5, description="Passages given to the model.")
     min_score: float = Field(
@@ -91,14 +98,24 @@ class LlmSettings(BaseModel):
     model_path: Path | None = Field(
         None, description="GGUF file. Default: the model recorded by `kb models pull` in <data dir>/models."
     )
-    n_ctx: int = Field(4096, description="Context window in tokens.")
-    n_gpu_layers: int | None = Field(None, description="Layers offloaded to CUDA; default all when CUDA is there.")
-    n_threads: int | None = Field(None, description="CPU threads for llama.cpp (default: all cores).")
+    model_sha256: str | None = Field(
+        None, description="Expected sha256 of model_path. Default: the digest recorded in the models manifest."
+    )
+    n_ctx: int = Field(4096, description="Context window in tokens (capped at the model's trained length).")
+    n_gpu_layers: int | None = Field(
+        None, description="Layers offloaded to CUDA; default all when CUDA is there."
+    )
+    n_threads: int | None = Field(
+        None, description="CPU threads for llama.cpp (default: half the logical CPUs, i.e. physical cores)."
+    )
     max_tokens: int = Field(512, description="Most tokens generated per answer.")
     temperature: float = Field(0.2, description="Sampling temperature.")
     openai_base_url: str | None = Field(None, description="OpenAI-compatible server, e.g. http://gpu01:8080/v1")
     openai_model: str = Field("default", description="Model name sent to the OpenAI-compatible server.")
-    openai_api_key: SecretStr | None = Field(None, description="Bearer token for the OpenAI-compatible server.")
+    openai_api_key: SecretStr | None = Field(
+        None, description="Bearer token for the OpenAI-compatible server."
+    )
+    openai_timeout: float = Field(120.0, description="Seconds to wait for the OpenAI-compatible server.")
 
 
 class UiSettings(BaseModel):
@@ -119,7 +136,9 @@ class Settings(BaseSettings):
         env_prefix="KB_", env_nested_delimiter="__", extra="ignore", populate_by_name=True
     )
 
-    data_dir: Path = Field(Path("data"), description="Where runtime state lives (database, blobs, keys, models, indexes).")
+    data_dir: Path = Field(
+        Path("data"), description="Where runtime state lives (database, blobs, keys, models, indexes)."
+    )
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     crypto: CryptoSettings = Field(default_factory=CryptoSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)

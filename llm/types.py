@@ -23,3 +23,28 @@ class Generator(Protocol):
 
     @property
     def context_window(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class SourcePassage:
+    """One retrieved passage as the prompt shows it: numbered [n] so the answer can cite it."""
+
+    n: int
+    text: str
+    title: str | None = None  # document title or file name
+    source: str | None = None  # file name or path when it differs from the title
+    page: int | None = None
+    sheet: str | None = None
+    heading: str | None = None
+
+    @property
+    def location(self) -> str:
+        """Human-readable position inside the document, e.g. 'page 3, Budget'."""
+        parts: list[str] = []
+        if self.page is not None:
+            parts.append(f"page {self.page}")
+        if self.sheet:
+            parts.append(f"sheet {self.sheet}")
+        if self.heading:
+            parts.append(self.heading)
+        return ", ".join(parts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -29,3 +30,13 @@ class VectorIndex(Protocol):
     ) -> list[tuple[int, float]]: ...  # (chunk id, score) best first; only ids in `allowed` if given
 
     def __len__(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One fused result. Component scores are None when that index was not consulted or lacks the id."""
+
+    chunk_id: int
+    score: float
+    dense_score: float | None = None
+    bm25_score: float | None = None

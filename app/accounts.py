@@ -1,0 +1,208 @@
+"""Users, roles, collections and grants. Functions take the session explicitly and return plain views."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from app.errors import KbError, NotFound
+from app.models import Collection, Grant, User, utcnow
+from app.passwords import hash_password, verify_password
+
+ROLES = ("staff", "admin", "auditor")
+_NAME = re.compile(r"^[\w.@-]{1,120}$")
+
+
+@dataclass(frozen=True)
+class UserView:
+    id: int
+    name: str
+    role: str
+    disabled: bool
+    locked: bool
+    created_at: datetime
+
+    @classmethod
+    def of(cls, u: User) -> UserView:
+        locked = bool(u.locked_until and _aware(u.locked_until) > utcnow())
+        return cls(u.id, u.name, u.role, u.disabled, locked, u.created_at)
+
+
+@dataclass(frozen=True)
+class CollectionView:
+    id: int
+    name: str
+    description: str
+    grants: list[str]
+
+
+def _aware(ts: datetime) -> datetime:
+    from datetime import UTC
+
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+def check_role(role: str) -> str:
+    if role not in ROLES:
+        raise KbError(f"Unknown role {role!r}: choose one of {', '.join(ROLES)}.")
+    return role
+
+
+def check_password_strength(password: str) -> None:
+    if len(password) < 10:
+        raise KbError("Passwords need at least 10 characters.")
+
+
+def get_user(session: Session, name: str) -> User:
+    user = session.scalar(select(User).where(User.name == name))
+    if user is None:
+        raise NotFound(f"No user named {name!r}. `kb users list` shows who exists.")
+    return user
+
+
+def add_user(session: Session, name: str, role: str, password: str) -> UserView:
+    check_role(role)
+    if not _NAME.match(name):
+        raise KbError("User names may use letters, digits, '.', '_', '-', '@' (at most 120 characters).")
+    check_password_strength(password)
+    if session.scalar(select(User).where(User.name == name)) is not None:
+        raise KbError(f"A user named {name!r} already exists.")
+    user = User(name=name, role=role, password_hash=hash_password(password))
+    session.add(user)
+    session.flush()
+    return UserView.of(user)
+
+
+def list_users(session: Session) -> list[UserView]:
+    return [UserView.of(u) for u in session.scalars(select(User).order_by(User.name))]
+
+
+def set_disabled(session: Session, name: str, disabled: bool = True) -> UserView:
+    user = get_user(session, name)
+    user.disabled = disabled
+    return UserView.of(user)
+
+
+def set_role(session: Session, name: str, role: str) -> UserView:
+    user = get_user(session, name)
+    user.role = check_role(role)
+    return UserView.of(user)
+
+
+def set_password(session: Session, name: str, password: str) -> None:
+    check_password_strength(password)
+    user = get_user(session, name)
+    user.password_hash = hash_password(password)
+    user.failed_logins, user.locked_until = 0, None
+
+
+def authenticate(session: Session, name: str, password: str, max_failures: int, lockout: timedelta) -> User | None:
+    """The user when name and password match an enabled, unlocked account; counts failures and locks."""
+    user = session.scalar(select(User).where(User.name == name))
+    if user is None:
+        verify_password(password, "scrypt$16384$8$1$AAAA$AAAA")  # same work either way: no user probing
+        return None
+    if user.disabled or (user.locked_until and _aware(user.locked_until) > utcnow()):
+        return None
+    if not verify_password(password, user.password_hash):
+        user.failed_logins += 1
+        if user.failed_logins >= max_failures:
+            user.locked_until, user.failed_logins = utcnow() + lockout, 0
+        return None
+    user.failed_logins, user.locked_until = 0, None
+    return user
+
+
+def count_admins(session: Session) -> int:
+    return len(session.scalars(select(User.id).where(User.role == "admin", User.disabled.is_(False))).all())
+
+
+# --- collections and grants --------------------------------------------------------------------
+def get_collection(session: Session, name: str) -> Collection:
+    col = session.scalar(select(Collection).where(Collection.name == name))
+    if col is None:
+        raise NotFound(f"No collection named {name!r}. `kb collections list` shows what exists.")
+    return col
+
+
+def add_collection(session: Session, name: str, description: str = "") -> Collection:
+    if not _NAME.match(name):
+        raise KbError("Collection names may use letters, digits, '.', '_', '-', '@' (at most 120 characters).")
+    if session.scalar(select(Collection).where(Collection.name == name)) is not None:
+        raise KbError(f"A collection named {name!r} already exists.")
+    col = Collection(name=name, description=description)
+    session.add(col)
+    session.flush()
+    return col
+
+
+def ensure_collection(session: Session, name: str) -> Collection:
+    col = session.scalar(select(Collection).where(Collection.name == name))
+    return col if col is not None else add_collection(session, name)
+
+
+def grant(session: Session, collection: str, *, user: str | None = None, role: str | None = None,
+          write: bool = False) -> Grant:
+    if (user is None) == (role is None):
+        raise KbError("Grant to exactly one of --user NAME or --role ROLE.")
+    col = get_collection(session, collection)
+    user_id = get_user(session, user).id if user else None
+    if role:
+        check_role(role)
+    existing = session.scalar(select(Grant).where(
+        Grant.collection_id == col.id, Grant.user_id.is_(user_id) if user_id is None else Grant.user_id == user_id,
+        Grant.role.is_(None) if role is None else Grant.role == role))
+    if existing:
+        existing.can_write = existing.can_write or write
+        return existing
+    g = Grant(collection_id=col.id, user_id=user_id, role=role, can_write=write)
+    session.add(g)
+    session.flush()
+    return g
+
+
+def revoke(session: Session, collection: str, *, user: str | None = None, role: str | None = None) -> int:
+    col = get_collection(session, collection)
+    q = select(Grant).where(Grant.collection_id == col.id)
+    q = q.where(Grant.user_id == get_user(session, user).id) if user else q.where(Grant.role == check_role(role or ""))
+    rows = session.scalars(q).all()
+    for g in rows:
+        session.delete(g)
+    return len(rows)
+
+
+def readable_collection_ids(session: Session, user: User) -> set[int]:
+    """Collections whose chunks this user may receive. Admins read everything; others need a grant."""
+    if user.disabled:
+        return set()
+    if user.role == "admin":
+        return set(session.scalars(select(Collection.id)))
+    q = select(Grant.collection_id).where(or_(Grant.user_id == user.id, Grant.role == user.role))
+    return set(session.scalars(q))
+
+
+def writable_collection_ids(session: Session, user: User) -> set[int]:
+    if user.disabled:
+        return set()
+    if user.role == "admin":
+        return set(session.scalars(select(Collection.id)))
+    q = select(Grant.collection_id).where(or_(Grant.user_id == user.id, Grant.role == user.role),
+                                          Grant.can_write.is_(True))
+    return set(session.scalars(q))
+
+
+def list_collections(session: Session) -> list[CollectionView]:
+    users = {u.id: u.name for u in session.scalars(select(User))}
+    out = []
+    for col in session.scalars(select(Collection).order_by(Collection.name)):
+        grants = [
+            f"{'user:' + users.get(g.user_id, '?') if g.user_id else 'role:' + (g.role or '?')}"
+            f"{'(rw)' if g.can_write else '(r)'}"
+            for g in session.scalars(select(Grant).where(Grant.collection_id == col.id).order_by(Grant.id))
+        ]
+        out.append(CollectionView(col.id, col.name, col.description, grants))
+    return out

@@ -1,0 +1,106 @@
+"""The composition root: builds every component from one Settings, lazily, once per process.
+
+The CLI, the worker and the UI each build one Container and pass it down. Components are chosen
+from registries keyed by settings values; constructors are cheap and models load on first use.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from app import crypto
+from app.db import check_connection, make_engine, session_factory
+from app.errors import ConfigError
+from app.keys import KeyRing, Vault
+from app.settings import Settings
+
+if TYPE_CHECKING:
+    from ingest.types import Scrubber
+    from llm.types import Generator
+    from retrieval.types import Embedder
+
+# No call may leave the machine: libraries that would look for a model hub must not.
+for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+    os.environ.setdefault(_var, "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+class Container:
+    def __init__(self, settings: Settings | None = None):
+        self.settings = settings or Settings()
+        self._lock = threading.RLock()
+
+    # --- storage ---------------------------------------------------------------------------
+    @cached_property
+    def engine(self) -> Engine:
+        s = self.settings
+        if not s.database.url:
+            ensure_data_dir(s.data_dir)
+        engine = make_engine(s.database_url, echo=s.database.echo, pool_size=s.database.pool_size)
+        check_connection(engine)
+        return engine
+
+    @cached_property
+    def sessions(self) -> sessionmaker[Session]:
+        return session_factory(self.engine)
+
+    @cached_property
+    def cipher(self) -> crypto.Aead:
+        return crypto.get_cipher(self.settings.crypto.cipher)
+
+    @property
+    def key_file(self) -> Path:
+        return self.settings.crypto.master_key_file or self.settings.keys_dir / "master.key"
+
+    @cached_property
+    def vault(self) -> Vault:
+        c = self.settings.crypto
+        ring = KeyRing.from_env_key(c.master_key.get_secret_value()) if c.master_key else KeyRing.load(self.key_file)
+        return Vault(ring, self.cipher)
+
+    # --- pipeline components (imported lazily: each pulls in heavy libraries) ---------------
+    @cached_property
+    def scrubber(self) -> Scrubber:
+        from ingest.pii import build_scrubber
+
+        return build_scrubber(self.settings.pii)
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        from retrieval.embedder import build_embedder
+
+        return build_embedder(self.settings.retrieval)
+
+    @cached_property
+    def generator(self) -> Generator:
+        from llm import build_generator
+
+        return build_generator(self.settings.llm, self.settings.models_dir)
+
+    @cached_property
+    def search_index(self):
+        """The process's hybrid index over all chunks, kept in step with the database."""
+        from app.search_service import SearchIndex
+
+        return SearchIndex(self)
+
+
+def ensure_data_dir(path: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            f"The data dir {path.resolve()} is not writable ({exc.strerror}). "
+            "Set KB_DATA_DIR to a folder kb may write to."
+        ) from None
+    return path

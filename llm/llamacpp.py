@@ -1,0 +1,225 @@
+"""In-process generation with llama.cpp (GGUF), using the model's own chat template.
+
+The model is loaded on first use, once per process, after its sha256 is checked. llama.cpp contexts
+are not thread-safe and Streamlit runs every browser session in its own thread, so one lock per loaded
+model serializes generation.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from app.errors import KbError, NotFound
+from llm.gguf_meta import read_header
+from llm.models import ModelIntegrityError, recorded_sha256, sha256_file, verify
+from llm.reasoning import template_prefills_think
+from llm.types import ChatMessage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Loaded:
+    llama: Any  # llama_cpp.Llama
+    formatter: Any  # llama_cpp.llama_chat_format.Jinja2ChatFormatter
+    sha256: str
+    lock: threading.Lock
+    n_gpu_layers: int
+
+
+# One loaded model per (file, context size, offload, threads) for the whole process.
+_LOADED: dict[tuple[str, int, int, int], _Loaded] = {}
+_LOAD_LOCK = threading.Lock()
+
+
+def gpu_offload_available() -> bool:
+    import llama_cpp
+
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
+def _default_threads() -> int:
+    """Half the logical CPUs, at least one: llama.cpp wants physical cores, and with every logical CPU
+    busy its spinning worker threads collapse when anything else runs (measured 15x slower on 2 vCPUs
+    with one other busy process)."""
+    try:
+        logical = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        logical = os.cpu_count() or 1
+    return max(1, logical // 2)
+
+
+def _chat_formatter(llama: Any, path: Path) -> Any:
+    """A formatter built from the GGUF's own tokenizer.chat_template (never a guessed built-in)."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    template = llama.metadata.get("tokenizer.chat_template")
+    if not template:
+        raise KbError(
+            f"{path.name} has no chat template in its metadata, so kb cannot format a conversation for "
+            "it. Use an instruction-tuned GGUF that carries tokenizer.chat_template."
+        )
+    eos_id, bos_id = llama.token_eos(), llama.token_bos()
+    eos = llama._model.token_get_text(eos_id) if eos_id != -1 else ""
+    bos = llama._model.token_get_text(bos_id) if bos_id != -1 else ""
+    return Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos, stop_token_ids=[eos_id])
+
+
+class LlamaCppGenerator:
+    """``Generator`` backed by llama-cpp-python. The constructor only records settings."""
+
+    def __init__(
+        self,
+        model_path: Path,
+        sha256: str | None = None,
+        n_ctx: int = 4096,
+        n_gpu_layers: int | None = None,
+        n_threads: int | None = None,
+    ) -> None:
+        self.model_path = Path(model_path)
+        self.model_name = self.model_path.stem
+        self._expected_sha256 = sha256.lower() if sha256 else None
+        self._n_ctx = n_ctx
+        self._n_gpu_layers = n_gpu_layers
+        self._n_threads = n_threads
+        self._context_window: int | None = None
+        self._loaded: _Loaded | None = None
+
+    # -- Generator protocol ------------------------------------------------------------------------
+    @property
+    def model_sha256(self) -> str | None:
+        """The verified digest once loaded; before that, the expected one (argument or manifest)."""
+        if self._loaded is not None:
+            return self._loaded.sha256
+        return self._expected_sha256 or recorded_sha256(self.model_path)
+
+    @property
+    def context_window(self) -> int:
+        """Configured n_ctx, capped at the length the model was trained for."""
+        if self._context_window is None:
+            if not self.model_path.is_file():
+                raise NotFound(f"Model file {self.model_path} does not exist. Run `kb models pull`.")
+            trained = read_header(self.model_path, tensor_types=False).context_length
+            self._context_window = min(self._n_ctx, trained) if trained else self._n_ctx
+        return self._context_window
+
+    def count_tokens(self, text: str) -> int:
+        # Tokenizing reads the vocabulary only, so it does not take the generation lock.
+        return len(self._load().llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def stream(self, messages: list[ChatMessage], max_tokens: int, temperature: float) -> Iterator[str]:
+        loaded = self._load()
+        payload = [{"role": m.role, "content": m.content} for m in messages]
+        with loaded.lock:
+            try:
+                chunks = loaded.llama.create_chat_completion(
+                    messages=payload, max_tokens=max_tokens, temperature=temperature, stream=True
+                )
+                for chunk in chunks:
+                    text = chunk["choices"][0]["delta"].get("content")
+                    if text:
+                        yield text
+            except ValueError as e:
+                if "exceed context window" in str(e):
+                    raise KbError(
+                        f"The prompt does not fit the model's context window ({self.context_window} "
+                        "tokens). Ask a shorter question or raise llm.n_ctx."
+                    ) from e
+                raise
+
+    # -- extras --------------------------------------------------------------------------------
+    def render_prompt(self, messages: list[ChatMessage]) -> str:
+        """The exact prompt text the model's chat template produces (for tests and debugging)."""
+        loaded = self._load()
+        result = loaded.formatter(messages=[{"role": m.role, "content": m.content} for m in messages])
+        return str(result.prompt)
+
+    @property
+    def chat_template(self) -> str:
+        return str(self._load().formatter.template)
+
+    @property
+    def think_prefilled(self) -> bool:
+        """The template opens a <think> block itself (DeepSeek-R1 style): output starts in reasoning."""
+        return template_prefills_think(self.render_prompt([ChatMessage("user", "?")]))
+
+    @property
+    def n_gpu_layers(self) -> int:
+        return self._load().n_gpu_layers
+
+    @property
+    def llama(self) -> Any:
+        """The shared llama_cpp.Llama (take care: not thread-safe outside :meth:`stream`)."""
+        return self._load().llama
+
+    # -- loading -------------------------------------------------------------------------------
+    def _resolved_gpu_layers(self) -> int:
+        if self._n_gpu_layers is not None:
+            return self._n_gpu_layers
+        return -1 if gpu_offload_available() else 0
+
+    def _key(self) -> tuple[str, int, int, int]:
+        threads = self._n_threads or _default_threads()
+        return (str(self.model_path.resolve()), self.context_window, self._resolved_gpu_layers(), threads)
+
+    def _load(self) -> _Loaded:
+        if self._loaded is not None:
+            return self._loaded
+        key = self._key()
+        with _LOAD_LOCK:
+            loaded = _LOADED.get(key)
+            if loaded is None:
+                loaded = self._load_uncached(key)
+                _LOADED[key] = loaded
+        self._check_same_file(loaded)
+        self._loaded = loaded
+        return loaded
+
+    def _check_same_file(self, loaded: _Loaded) -> None:
+        # Another generator may have loaded the same file under a different expected digest.
+        if self._expected_sha256 and loaded.sha256 != self._expected_sha256:
+            raise ModelIntegrityError(
+                f"{self.model_path} is loaded with sha256 {loaded.sha256[:16]}…, not the expected "
+                f"{self._expected_sha256[:16]}…. Check llm settings and restart."
+            )
+
+    def _load_uncached(self, key: tuple[str, int, int, int]) -> _Loaded:
+        _, n_ctx, n_gpu_layers, n_threads = key
+        expected = self._expected_sha256 or recorded_sha256(self.model_path)
+        if expected:
+            digest = verify(self.model_path, expected)
+        else:
+            digest = sha256_file(self.model_path)
+            log.warning(
+                "%s has no recorded sha256; loading it unverified (sha256 %s). Record it with "
+                "`kb models register` to have it checked.", self.model_path, digest
+            )
+        from llama_cpp import Llama
+
+        try:
+            llama = Llama(
+                model_path=str(self.model_path),
+                n_ctx=n_ctx,
+                n_gpu_layers=n_gpu_layers,
+                n_threads=n_threads,
+                n_threads_batch=n_threads,
+                chat_format="chat_template.default",  # never guess a built-in format
+                verbose=False,
+            )
+        except ValueError as e:
+            raise KbError(
+                f"llama.cpp could not load {self.model_path.name} ({e}). The file may be damaged or use "
+                "an architecture this llama.cpp build does not know; update llama-cpp-python or pick "
+                "another GGUF."
+            ) from e
+        formatter = _chat_formatter(llama, self.model_path)
+        llama.chat_handler = formatter.to_chat_handler()
+        log.info("loaded %s (n_ctx=%d, gpu layers=%d, threads=%d)", self.model_path.name, n_ctx,
+                 n_gpu_layers, n_threads)
+        return _Loaded(llama, formatter, digest, threading.Lock(), n_gpu_layers)

@@ -1,0 +1,52 @@
+"""Build the configured generator: one entry per backend, keyed by ``llm.backend``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from app.errors import ConfigError
+from app.settings import LlmSettings
+from llm.llamacpp import LlamaCppGenerator
+from llm.models import default_model_path
+from llm.openai_compat import OpenAICompatGenerator
+from llm.types import Generator
+
+
+def _llamacpp(cfg: LlmSettings, models_dir: Path) -> Generator:
+    path = cfg.model_path or default_model_path(models_dir)
+    return LlamaCppGenerator(
+        path, sha256=cfg.model_sha256, n_ctx=cfg.n_ctx, n_gpu_layers=cfg.n_gpu_layers, n_threads=cfg.n_threads
+    )
+
+
+def _openai(cfg: LlmSettings, models_dir: Path) -> Generator:
+    if not cfg.openai_base_url:
+        raise ConfigError(
+            "llm.backend is 'openai' but llm.openai_base_url is not set (KB_LLM__OPENAI_BASE_URL)."
+        )
+    key = cfg.openai_api_key.get_secret_value() if cfg.openai_api_key else None
+    return OpenAICompatGenerator(
+        cfg.openai_base_url,
+        cfg.openai_model,
+        api_key=key,
+        timeout=cfg.openai_timeout,
+        context_window=cfg.n_ctx,
+    )
+
+
+GENERATORS: dict[str, Callable[[LlmSettings, Path], Generator]] = {
+    "llamacpp": _llamacpp,
+    "openai": _openai,
+}
+
+
+def build_generator(cfg: LlmSettings, models_dir: Path) -> Generator:
+    """Cheap: nothing is loaded or contacted until the first count_tokens/stream call."""
+    try:
+        factory = GENERATORS[cfg.backend]
+    except KeyError:
+        raise ConfigError(
+            f"Unknown llm.backend {cfg.backend!r}; choose one of {sorted(GENERATORS)}."
+        ) from None
+    return factory(cfg, models_dir)
