@@ -74,13 +74,15 @@ class Container:
 
     @cached_property
     def embedder(self) -> Embedder:
-        from retrieval.embedder import build_embedder
+        from retrieval.embedder import SentenceTransformerEmbedder
 
-        return build_embedder(self.settings.retrieval)
+        r = self.settings.retrieval
+        return SentenceTransformerEmbedder(r.embedder_model, r.query_prefix, r.passage_prefix,
+                                           batch_size=self.settings.ingest.embed_batch)
 
     @cached_property
     def generator(self) -> Generator:
-        from llm import build_generator
+        from llm.registry import build_generator
 
         return build_generator(self.settings.llm, self.settings.models_dir)
 

@@ -55,7 +55,7 @@ SYSTEM_ZH = (
     "4. 用简体中文简明地回答。"
 )
 
-_QUESTION_LABEL = {"en": "Question", "zh": "问题"}
+_QUESTION_LABEL = {"en": "Question: ", "zh": "问题："}
 _NO_SOURCES = {"en": "(no sources were found)", "zh": "（没有找到资料）"}
 
 
@@ -102,9 +102,9 @@ def render_passage(p: SourcePassage, text: str | None = None) -> str:
     return f"{_open_tag(p)}\n{body}\n</source>"
 
 
-def _user_message(question: str, blocks: list[str], lang: Language) -> str:
-    inner = "\n\n".join(blocks) if blocks else _NO_SOURCES[lang]
-    return f"<sources>\n{inner}\n</sources>\n\n{_QUESTION_LABEL[lang]}: {neutralize(question.strip())}"
+def _user_message(question: str, blocks: list[str], lang: Language, placeholder: bool = True) -> str:
+    inner = "\n\n".join(blocks) if blocks or not placeholder else _NO_SOURCES[lang]
+    return f"<sources>\n{inner}\n</sources>\n\n{_QUESTION_LABEL[lang]}{neutralize(question.strip())}"
 
 
 def _truncate(p: SourcePassage, budget: int, count: TokenCounter) -> str | None:
@@ -124,7 +124,10 @@ def _truncate(p: SourcePassage, budget: int, count: TokenCounter) -> str | None:
     boundary = max(cut.rfind(c) for c in (" ", "\n", "。", "，", "；", ".", ";"))
     if boundary > lo * 4 // 5:
         cut = cut[: boundary + 1]
-    return cut.rstrip() + ellipsis
+    cut = cut.rstrip()
+    if count(cut) < MIN_TRUNCATED_TOKENS:
+        return None
+    return cut + ellipsis
 
 
 def build_messages(
@@ -152,7 +155,7 @@ def build_messages(
     system = SYSTEM_ZH if lang == "zh" else SYSTEM_EN
     fixed = (
         token_counter(system)
-        + token_counter(_user_message(question, [], lang))
+        + token_counter(_user_message(question, [], lang, placeholder=False))
         + template_overhead
     )
     budget = context_window - max_answer_tokens - fixed
@@ -164,17 +167,20 @@ def build_messages(
         )
     blocks: list[str] = []
     used: list[SourcePassage] = []
+    # Blocks are joined by a blank line. (When none fits, the few tokens of the "no sources" note
+    # come out of the template overhead margin.)
+    joiner = token_counter("\n\n")
     for p in passages:
         block = render_passage(p)
-        # +2 for the blank line that joins blocks
-        cost = token_counter(block) + 2
+        sep = joiner if blocks else 0
+        cost = token_counter(block) + sep
         if cost <= budget:
             blocks.append(block)
             used.append(p)
             budget -= cost
             continue
-        if budget - 2 >= MIN_TRUNCATED_TOKENS:
-            cut = _truncate(p, budget - 2, token_counter)
+        if budget - sep >= MIN_TRUNCATED_TOKENS:
+            cut = _truncate(p, budget - sep, token_counter)
             if cut is not None:
                 short = replace(p, text=cut)
                 blocks.append(render_passage(short))

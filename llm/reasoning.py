@@ -151,6 +151,8 @@ class ReasoningSplitter:
 
     # -- internals ------------------------------------------------------------------------------
     def _emit(self, channel: Channel, text: str, out: list[StreamPart]) -> None:
+        if not text:
+            return
         if channel == "answer":
             if not self._answer_started:
                 text = text.lstrip()
@@ -182,7 +184,7 @@ class ReasoningSplitter:
         if text:
             self._reasoning_started = True
             self._reasoning.append(text)
-        out.append(StreamPart("reasoning", text, moved=bool(moved)))
+            out.append(StreamPart("reasoning", text, moved=bool(moved)))
 
 
 def split_reasoning(text: str, think_prefilled: bool = False) -> ReasoningSplit:

@@ -103,6 +103,7 @@ class FaissIndex:
             inner.nprobe = min(self.ivf_nprobe, nlist)
             if train is not None and n:
                 inner.train(train)
+            inner.make_direct_map()  # internal ids are 0..n-1 under IDMap2: lets reconstruct work
             return faiss.IndexIDMap2(inner)  # faiss's wrappers keep inner and quantizer referenced
         else:
             inner = faiss.IndexFlatIP(self.dim)
@@ -163,12 +164,13 @@ class FaissIndex:
         if ids.size == 0:
             return
         with self._lock:
-            if self.structure == "hnsw":
-                # HNSW graphs cannot delete: hide the ids, compact when a fifth is dead.
+            if self.structure in ("hnsw", "ivf"):
+                # HNSW graphs cannot delete, and IVF lists do not shift ids the way IDMap2 expects:
+                # hide the ids, compact when a fifth is dead.
                 present = ids[np.isin(ids, self._all_ids())]
                 self._tombstones.update(present.tolist())
                 if len(self._tombstones) > 0.2 * max(self._index.ntotal, 1):
-                    self._rebuild("hnsw")
+                    self._rebuild(self.structure)
             else:
                 self._index.remove_ids(faiss.IDSelectorBatch(ids))
             self._gpu_dirty = True

@@ -20,20 +20,22 @@ _RUN = re.compile(f"([{_CJK}]+)")
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _HAS_CJK = re.compile(f"[{_CJK}]")
 
-ENGLISH_STOP_WORDS = frozenset(
+_ENGLISH_STOP = (
     """a an and are as at be but by for if in into is it no not of on or such that the their then there
     these they this to was will with which who whom what when where why how we you your our i me my he she
     him her his its them those from has have had do does did been being were than so can could would should
     may might must also about above after again against all any because before below between both during
     each few further here more most other out over own same some only too very just up down off once under
-    until while""".split()
+    until while"""
 )
+ENGLISH_STOP_WORDS = frozenset(_ENGLISH_STOP.split())
 
 # Function words jieba emits as their own tokens; they carry no topical signal.
-CHINESE_STOP_WORDS = frozenset(
+_CHINESE_STOP = (
     "的 了 是 在 和 与 及 或 也 都 就 而 之 其 被 把 这 那 有 为 以 于 上 中 下 个 着 对 从 到 由 将 等 并 但 "
-    "吗 呢 吧 啊 么 什么 哪 哪个 哪些 多少 几 谁 怎么 怎样 如何 为什么 是否 一 一个".split()
+    "吗 呢 吧 啊 么 什么 哪 哪个 哪些 多少 几 谁 怎么 怎样 如何 为什么 是否 一 一个"
 )
+CHINESE_STOP_WORDS = frozenset(_CHINESE_STOP.split())
 
 _VOWELS = set("aeiou")
 

@@ -35,6 +35,9 @@ def finish(
     kept = []
     for section in sections:
         section.text = clean(section.text)
+        if section.heading:
+            heading = " ".join(section.heading.split())
+            section.heading = heading if len(heading) <= 200 else heading[:199] + "…"
         if section.text:
             kept.append(section)
     if not kept:

@@ -56,9 +56,7 @@ class XlsParser:
                 sections: list[Section] = []
                 for index in range(book.nsheets):
                     sheet = book.sheet_by_index(index)
-                    rows = (
-                        [_xls_value(cell, book.datemode) for cell in sheet.row(r)] for r in range(sheet.nrows)
-                    )
+                    rows = ([_xls_value(cell, book.datemode) for cell in sheet.row(r)] for r in range(sheet.nrows))
                     sections.extend(rows_to_sections(rows, sheet=sheet.name))
                     book.unload_sheet(index)
                 metadata = {"sheets": str(book.nsheets)}

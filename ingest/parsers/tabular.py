@@ -63,9 +63,12 @@ def _blocks(rows: Iterable[Sequence[object]]) -> Iterable[list[list[str]]]:
 def rows_to_sections(rows: Iterable[Sequence[object]], sheet: str | None = None) -> list[Section]:
     sections: list[Section] = []
     for block in _blocks(rows):
+        caption: list[str] = []
+        if len([c for c in block[0] if c]) == 1 and len(block) > 2 and _is_header(block[1], block[2]):
+            caption, block = [block[0][-1]], block[1:]  # a title line above the table's header row
         header = block[0] if _is_header(block[0], block[1] if len(block) > 1 else None) else None
         body = block[1:] if header else block
-        lines: list[str] = ["\t".join(header)] if header else []
+        lines: list[str] = caption + (["\t".join(header)] if header else [])
         for row in body:
             if header:
                 pairs = [

@@ -8,6 +8,7 @@ navigation and other non-content elements are dropped.
 from __future__ import annotations
 
 import re
+import warnings
 
 from ingest.detect import decode_text
 from ingest.parsers.base import finish, guard
@@ -37,9 +38,11 @@ def decode_html(data: bytes) -> str:
 
 def html_sections(html: str) -> tuple[str | None, list[Section]]:
     """Title and heading-delimited sections of an HTML document (also used for e-mail and EPUB)."""
-    from bs4 import BeautifulSoup, Comment, Declaration, Doctype, ProcessingInstruction
+    from bs4 import BeautifulSoup, Comment, Declaration, Doctype, ProcessingInstruction, XMLParsedAsHTMLWarning
 
-    soup = BeautifulSoup(html, "lxml")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)  # XHTML is still HTML to us
+        soup = BeautifulSoup(html, "lxml")
     title_tag = soup.find("title")
     title = title_tag.get_text(" ", strip=True) if title_tag else None
     for tag in soup(_DROP):

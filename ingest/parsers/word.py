@@ -9,30 +9,30 @@ from __future__ import annotations
 
 import io
 
+from lxml import etree
+
 from ingest.parsers.base import finish, guard
 from ingest.types import ParsedDocument, Section
 
-_W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
-_MC = "http://schemas.openxmlformats.org/markup-compatibility/2006"
+_NS = {
+    "w": "http://schemas.openxmlformats.org/wordprocessingml/2006/main",
+    "mc": "http://schemas.openxmlformats.org/markup-compatibility/2006",
+}
 # Text boxes appear twice (modern drawing + VML fallback); read only the modern copy.
-_TEXTBOX_PARAS = ".//w:txbxContent[not(ancestor::mc:Fallback)]/w:p"
-_NS = {"w": _W, "mc": _MC}
+_TEXTBOX_PARAS = etree.XPath(".//w:txbxContent[not(ancestor::mc:Fallback)]/w:p", namespaces=_NS)
+_TEXTS = etree.XPath(".//w:t/text()", namespaces=_NS)
+_ROWS = etree.XPath("./w:tr", namespaces=_NS)
+_CELLS = etree.XPath("./w:tc", namespaces=_NS)
+_CELL_PARAS = etree.XPath(".//w:p", namespaces=_NS)
 
 
-def _paragraph_text(p_element) -> str:
-    return "".join(p_element.xpath(".//w:t/text()", namespaces=_NS)) if p_element is not None else ""
-
-
-def _table_lines(table) -> list[str]:
+def _table_lines(tbl_element) -> list[str]:
+    """Rows as ``a | b | c`` read from the XML: python-docx's cell grid fails on irregular merged tables."""
     lines = []
-    for row in table.rows:
-        cells: list[str] = []
-        seen: set[int] = set()
-        for cell in row.cells:
-            if id(cell._tc) in seen:  # a merged cell is returned once per grid column it spans
-                continue
-            seen.add(id(cell._tc))
-            text = " ".join(cell.text.split())
+    for tr in _ROWS(tbl_element):
+        cells = []
+        for tc in _CELLS(tr):
+            text = " ".join(" ".join("".join(_TEXTS(p)) for p in _CELL_PARAS(tc)).split())
             if text:
                 cells.append(text)
         if cells:
@@ -73,10 +73,10 @@ class DocxParser:
 
             for block in document.iter_inner_content():
                 if isinstance(block, Table):
-                    lines.extend(_table_lines(block))
+                    lines.extend(_table_lines(block._tbl))
                     continue
                 text = block.text.strip()
-                boxes = [_paragraph_text(p) for p in block._p.xpath(_TEXTBOX_PARAS, namespaces=_NS)]
+                boxes = ["".join(_TEXTS(p)) for p in _TEXTBOX_PARAS(block._p)]
                 level = _heading_level(block)
                 if level is not None and text:
                     flush()

@@ -21,22 +21,25 @@ _WORD = r"[^\W\d_][\w'’.-]*"
 # "12 Main Street", "3022 Benson Park Drive", "98 Grote Baan 477"-like lines need a number and a street
 # word; "Via Capo le Case 143" / "rue La Boétie" have the street word first.
 _STREET_EN = (
-    rf"\b\d{{1,5}}[a-z]?,?\s+(?:{_WORD}\s+){{0,4}}(?:{_STREET_TYPES})\b\.?(?:\s+\d{{1,5}}[a-z]?\b\.?)?"
-    rf"|\b(?:{_STREET_TYPES})\.?\s+(?:{_WORD}\s+){{0,3}}\d{{1,5}}\b"
+    rf"\b\d{{1,5}}[a-z]?,?[ \t]+(?:{_WORD}[ \t]+){{0,4}}(?:{_STREET_TYPES})\b\.?(?:[ \t]+\d{{1,5}}[a-z]?\b\.?)?"
+    rf"|\b(?:{_STREET_TYPES})\.?[ \t]+(?:{_WORD}[ \t]+){{0,3}}\d{{1,5}}\b"
 )
 _BOX = (
-    r"\bP\.?\s?O\.?\s?Box\s+\d+|\bPSC\s+\d+,?\s+Box\s+\d+|\b(?:APO|FPO|DPO)\s+A[AEP]\s+\d{5}"
-    r"|\b(?:USNS|USNV|USS|USCGC)\s+[A-Z]\w+"
+    r"\bP\.?\s?O\.?\s?Box[ \t]+\d+|\bPSC[ \t]+\d+,?[ \t]+Box[ \t]+\d+|\b(?:APO|FPO|DPO)[ \t]+A[AEP][ \t]+\d{5}"
+    r"|\b(?:USNS|USNV|USS|USCGC)[ \t]+[A-Z]\w+"
 )
+# "30 Veslebakken 48", "77 Obere Bahnhofstrasse 9": house number, capitalised words, number.
+_NUM_WORDS_NUM = r"\b\d{1,5}[ \t]+(?:[A-ZÀ-ÖØ-Þ][^\W\d_][\w'.-]*[ \t]+){1,4}\d{1,5}\b"
 # Explicit cues: text after them up to the end of the line/sentence is an address.
 _CUE = (
     r"(?:\baddress(?:es)?\b(?:\s+(?:is|was|to|with|as|at|of|to the same))*\s*[:：]?|\blives?\s+at|\blived\s+at"
-    r"|\bsent\s+to|\bship(?:ped)?\s+to|\bdeliver(?:ed)?\s+to|\blocated\s+at|\bresides?\s+at|\bmoved\s+to)"
+    r"|\bzip\s*code\s+is|\bpost(?:al)?\s*code\s+is|\bsent\s+to|\bship(?:ped)?\s+to|\bdeliver(?:ed)?\s+to"
+    r"|\blocated\s+at|\bresides?\s+at|\bmoved\s+to)"
 )
-_CUE_TAIL = r"\s*(?:my\s+|the\s+|new\s+)*(\d{1,5}[^\n.!?]{3,80}?)(?=\s+for\s|[.!?](?:\s|$)|\n\s*\n|$)"
+_CUE_TAIL = r"\s*(?:my\s+|the\s+|new\s+)*(?![0-9A-Fa-f]*[:.][0-9A-Fa-f]*[:.])(\d{1,5}(?:[^\n.!?]{3,80}?)?)(?=\s+for\s|[.!?](?:\s|$)|\n\s*\n|$)"
 
 # A line inside an address block: short, no sentence punctuation, words and numbers only.
-_BLOCK_LINE = re.compile(r"^[ \t>?•*-]*([^\n.!?:;]{2,45}?)[ \t,]*$")
+_BLOCK_LINE = re.compile(r"^[ \t>?•*-]*([^\n!?:;]{2,45}?)[ \t,]*$")
 _NUMBERED_LINE = re.compile(rf"^[ \t>?•*-]*(\d{{1,5}}\s+{_WORD}(?:\s+{_WORD}){{0,4}}\s+\d{{1,5}}\.?)[ \t]*$", re.M)
 
 # Chinese addresses.
@@ -59,7 +62,8 @@ class AddressRecognizer(LocalRecognizer):
     def __init__(self) -> None:
         self._street = re.compile(_STREET_EN, re.IGNORECASE)
         self._unit = re.compile(rf"\b{_UNIT}\b", re.IGNORECASE)
-        self._box = re.compile(_BOX)
+        self._box = re.compile(_BOX, re.IGNORECASE)
+        self._num_words_num = re.compile(_NUM_WORDS_NUM)
         self._cue = re.compile(_CUE + _CUE_TAIL, re.IGNORECASE)
         self._cn_full = re.compile(_CN_FULL)
         self._cn_admin = re.compile(_CN_ADMIN_ONLY)
@@ -87,6 +91,8 @@ class AddressRecognizer(LocalRecognizer):
             spans.append((m.start(), m.end(), 0.65))
         for m in self._box.finditer(text):
             spans.append((m.start(), m.end(), 0.75))
+        for m in self._num_words_num.finditer(text):
+            spans.append((m.start(), m.end(), 0.6))
         for m in self._cue.finditer(text):
             spans.append((m.start(1), m.end(1), 0.8))
         if spans:
@@ -124,25 +130,32 @@ def _merge(spans: list[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
 
 
 def _grow_blocks(text: str, spans: list[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
-    """Extend an address line over the neighbouring short lines of its block (city, country, postcode)."""
+    """Extend an address over its line and the following short lines of its block (city, country, code)."""
     grown = []
     for s, e, sc in _merge(spans):
+        # to the left: house numbers and words on the same line ("45 Chausseestr. 32", "08 251 ...")
+        left = _LEFT.search(text, max(0, s - 60), s)
+        if left:
+            s = left.start()
         end = e
-        for _ in range(4):
+        for _ in range(5):
             nl = text.find("\n", end)
-            if nl < 0 or text[end:nl].strip(" \t,") or nl + 1 >= len(text):
-                # only grow from a line end, and only when nothing but separators follows on this line
-                if nl < 0 or text[end:nl].strip(" \t,"):
-                    break
-            nxt_end = text.find("\n", nl + 1)
-            nxt_end = len(text) if nxt_end < 0 else nxt_end
-            line = text[nl + 1 : nxt_end]
-            m = _BLOCK_LINE.match(line)
-            if not m or _looks_like_phone(line):
+            if nl < 0 or text[end:nl].strip(" \t,"):
                 break
-            end = nl + 1 + m.end(1)
+            nxt = nl + 1
+            if text.startswith("\n", nxt):  # one blank line inside a block
+                nxt += 1
+            line_end = text.find("\n", nxt)
+            line_end = len(text) if line_end < 0 else line_end
+            m = _BLOCK_LINE.match(text[nxt:line_end])
+            if not m or _looks_like_phone(text[nxt:line_end]):
+                break
+            end = nxt + m.end(1)
         grown.append((s, end, sc))
     return grown
+
+
+_LEFT = re.compile(r"(?:\d{1,5}[ \t]+){1,2}$")
 
 
 def _looks_like_phone(line: str) -> bool:

@@ -70,3 +70,12 @@ def luhn_complete(prefix: str) -> str:
         if luhn_valid(prefix + d):
             return prefix + d
     raise AssertionError("unreachable: one of ten digits always completes a Luhn number")
+
+
+def iban_valid(value: str) -> bool:
+    """ISO 13616 mod-97 check (any case, spaces ignored)."""
+    v = value.replace(" ", "").upper()
+    if not 15 <= len(v) <= 34 or not v[:2].isalpha() or not v[2:4].isdigit() or not v.isalnum():
+        return False
+    rearranged = v[4:] + v[:4]
+    return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1

@@ -66,17 +66,25 @@ _DATE_LIKE = re.compile(
     r"^(?:\d{4}[-./ ]\d{1,2}[-./ ]\d{1,2}|\d{1,2}[-./ ]\d{1,2}[-./ ]\d{2,4}"
     r"|(?:19|20)\d{2}\s?[-–]\s?(?:19|20)\d{2})$"
 )
-_DECIMAL = re.compile(r"\d\.\d+\.?$|^\d+\.\d+$")
+_DECIMAL = re.compile(r"\d+[.,]\d+")
+
+
+_SSN_SHAPE = re.compile(r"^\d{3}-\d{2}-\d{4}$")
+_IPV4_SHAPE = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
+_DATE_PREFIX = re.compile(r"^(?:19|20)\d{2}[-./]\d{1,2}[-./]\d{1,2}")
 
 
 def _phone_ok(value: str) -> bool:
     core = re.split(r"\s*(?:x|ext\.?)\s*\d+$", value, flags=re.IGNORECASE)[0].strip()
     n = len(_digits(core))
-    if not 7 <= n <= 15:
+    groups = len(re.findall(r"\d+", core))
+    if not (7 <= n <= 15 or (n == 6 and groups >= 3)):
         return False
-    if _DATE_LIKE.match(core) or ("." in core and _DECIMAL.search(core) and "+" not in core):
+    if _SSN_SHAPE.match(core) or _IPV4_SHAPE.match(core) or _DATE_PREFIX.match(core):
         return False
-    return not re.fullmatch(r"[\d,]+", core) or n >= 7
+    if _DATE_LIKE.match(core) or _DECIMAL.fullmatch(core):
+        return False
+    return True
 
 
 def intl_phone_recognizer() -> WindowContextRecognizer:
@@ -85,7 +93,7 @@ def intl_phone_recognizer() -> WindowContextRecognizer:
     A bare digit run is only a phone next to a context word (it may be an order number)."""
     grouped = (
         r"(?<![\w+./-])(?:\+\d{1,3}[\s.-]?|00\d{1,3}[\s.-])?(?:\(\d{1,5}\)[\s.-]?)?\d{1,5}"
-        r"(?:[\s.-]\d{1,5}){1,5}(?:\s?(?:x|ext\.?)\s?\d{1,6})?(?![\w/]|[.-]\d)"
+        r"(?:[\s.-]\d{1,8}){1,5}(?:\s?(?:x|ext\.?)\s?\d{1,6})?(?![\w/:]|[.-]\d)"
     )
     bracketed = (
         r"(?<![\w+])(?:\+\d{1,3}[\s.-]?)?\(\d{1,5}\)\s?\d{2,5}(?:[\s.-]?\d{2,5}){0,3}(?:\s?x\d{1,6})?(?![\w/])"
@@ -166,3 +174,35 @@ def url_recognizer() -> WindowContextRecognizer:
     rx = r"\b(?:https?://|www\.)[^\s<>\"'，。；！？、）)\]]+[^\s<>\"'，。；！？、）)\].,;:!?]"
     ctx = ContextWords(before=("website", "url", "link", "网址", "网站", "链接", "homepage", "posted"))
     return WindowContextRecognizer("URL", [Rule("url", rx, 0.6, 0.8)], ctx)
+
+
+# ---------------------------------------------------------------- IBAN (any case) and IP addresses
+def _iban_ok(value: str) -> bool:
+    from ingest.pii.checksums import iban_valid
+
+    return iban_valid(value)
+
+
+def iban_recognizer() -> WindowContextRecognizer:
+    """Presidio's IBAN recognizer only reads upper case; people type 'my iban is gb12...'."""
+    rx = r"(?<![0-9A-Za-z])[A-Za-z]{2}\d{2}(?:[ ]?[A-Za-z0-9]{4}){2,7}(?:[ ]?[A-Za-z0-9]{1,4})?(?![0-9A-Za-z])"
+    ctx = ContextWords(before=("iban", "bank", "account", "transfer", "账户", "账号"))
+    return WindowContextRecognizer("IBAN", [Rule("iban", rx, 0.8, 1.0, _iban_ok)], ctx)
+
+
+def _ip_ok(value: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def ip_recognizer() -> WindowContextRecognizer:
+    v4 = r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.]|\.\d)"
+    v6 = r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])"
+    ctx = ContextWords(before=("ip", "ipv4", "ipv6", "address", "host", "server", "地址"))
+    rules = [Rule("ipv4", v4, 0.6, 0.9, _ip_ok), Rule("ipv6", v6, 0.7, 0.95, lambda v: v.count(":") >= 2 and _ip_ok(v))]
+    return WindowContextRecognizer("IP_ADDRESS", rules, ctx)

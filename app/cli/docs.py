@@ -1,0 +1,183 @@
+"""kb ingest / worker / docs."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import click
+
+from app import audit, documents
+from app.cli import Ctx, cli_actor, emit_json, emit_table, pass_ctx
+from app.errors import KbError
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--collection", "-c", default="default", show_default=True, help="Collection to add to (created if new).")
+@click.option("--wait", is_flag=True, help="Also process the queue here, with a progress bar, and print a summary.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
+@pass_ctx
+def ingest(ctx: Ctx, paths: tuple[Path, ...], collection: str, wait: bool, as_json: bool) -> None:
+    """Queue files, folders (recursive) and .zip archives for indexing.
+
+    Originals are sealed under the data dir at once; a worker (`kb worker`, `kb serve`, or --wait)
+    parses, scrubs, chunks and embeds them. Unchanged files are skipped; changed ones replace
+    their older version. Every file ends with a status and, if it failed, the reason.
+    """
+    from ingest.submit import submit_paths
+
+    c = ctx.container
+    started = time.perf_counter()
+    submitted = []
+    with click.progressbar(length=0, label="queueing", show_pos=True, file=None if not as_json else _null()) as bar:
+        for item in submit_paths(c, list(paths), collection, uploaded_by=cli_actor().name):
+            submitted.append(item)
+            bar.update(1)
+    with c.sessions.begin() as s:
+        audit.append(s, c.vault, kind="admin", action="docs.upload", target=collection, actor=cli_actor(),
+                     details={"files": len(submitted), "queued": sum(x.outcome == "queued" for x in submitted)})
+    queued_ids = [x.document_id for x in submitted if x.outcome == "queued" and x.document_id]
+    times = None
+    if wait and queued_ids:
+        times = _drain(c, len(queued_ids), quiet=as_json)
+    elapsed = time.perf_counter() - started
+    ids = [x.document_id for x in submitted if x.document_id]
+    with c.sessions() as s:
+        views = {v.id: v for v in documents.list_documents(s, ids=ids)}
+    outcome = Counter()
+    for x in submitted:
+        outcome["unchanged" if x.outcome == "unchanged" else (views[x.document_id].status if x.document_id in views
+                                                               else x.outcome)] += 1
+    summary = {
+        "files": len(submitted), "by_status": dict(outcome), "seconds": round(elapsed, 2),
+        "files_per_s": round(len(submitted) / elapsed, 2) if elapsed else None,
+        "chunks": times.chunks if times else None,
+        "chunks_per_s": round(times.chunks / elapsed, 1) if times and elapsed else None,
+        "stage_seconds": {k: round(v, 2) for k, v in times.seconds.items()} if times else None,
+        "problems": [{"source": v.source, "status": v.status, "reason": v.reason} for v in views.values()
+                     if v.reason and v.status not in ("indexed", "queued")],
+    }
+    if as_json:
+        emit_json(summary)
+        return
+    click.echo(f"{summary['files']} file(s) in {summary['seconds']} s: "
+               + ", ".join(f"{k} {v}" for k, v in sorted(outcome.items())))
+    if times:
+        click.echo(f"{times.chunks} chunks, {summary['files_per_s']} files/s, {summary['chunks_per_s']} chunks/s; "
+                   "stage seconds: " + ", ".join(f"{k} {v}" for k, v in summary["stage_seconds"].items()))
+    for p in summary["problems"]:
+        click.echo(f"  {p['status']:15} {p['source']}: {p['reason']}")
+    if not wait and queued_ids:
+        click.echo("Queued. Run `kb worker` (or `kb serve`) to index them, or pass --wait.")
+
+
+def _null():
+    import io
+
+    return io.StringIO()
+
+
+def _drain(c, total: int, quiet: bool):
+    from ingest.worker import Worker
+
+    worker = Worker(c)
+    with click.progressbar(length=total, label="indexing", show_pos=True, show_eta=True,
+                           file=_null() if quiet else None) as bar:
+        worker.run_once(on_done=lambda _doc, _status: bar.update(1))
+    return worker.times
+
+
+@click.command()
+@click.option("--once", is_flag=True, help="Process what is queued, then exit.")
+@pass_ctx
+def worker(ctx: Ctx, once: bool) -> None:
+    """Run the ingestion worker. Any number may run against PostgreSQL; stop with Ctrl-C."""
+    from ingest.worker import Worker
+
+    w = Worker(ctx.container)
+    if once:
+        n = w.run_once()
+        click.echo(f"processed {n} document(s)")
+        return
+    signal.signal(signal.SIGTERM, lambda *_: w.stop.set())
+    click.echo(f"worker {w.name} waiting for jobs (Ctrl-C to stop)")
+    try:
+        w.run_forever()
+    except KeyboardInterrupt:
+        w.stop.set()
+    click.echo("worker stopped")
+
+
+@click.group()
+def docs() -> None:
+    """List, inspect, delete and retry documents."""
+
+
+@docs.command("list")
+@click.option("--collection", "-c", help="Only this collection.")
+@click.option("--status", "-s", help="Only this status (indexed, failed, needs_password, empty, duplicate, ...).")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def docs_list(ctx: Ctx, collection: str | None, status: str | None, as_json: bool) -> None:
+    """List documents (newest version of each file)."""
+    with ctx.container.sessions() as s:
+        rows = documents.list_documents(s, collection, status)
+    if as_json:
+        emit_json(rows)
+    else:
+        emit_table([r.__dict__ for r in rows], ["id", "collection", "status", "n_chunks", "source", "reason"])
+
+
+@docs.command("show")
+@click.argument("doc_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def docs_show(ctx: Ctx, doc_id: int, as_json: bool) -> None:
+    """Show one document's details."""
+    with ctx.container.sessions() as s:
+        view = documents.get_document(s, doc_id)
+    if as_json:
+        emit_json(view)
+    else:
+        for k, v in view.__dict__.items():
+            click.echo(f"{k:12} {v}")
+
+
+@docs.command("delete")
+@click.argument("doc_id", type=int)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_ctx
+def docs_delete(ctx: Ctx, doc_id: int, yes: bool) -> None:
+    """Delete a document: its chunks, vectors, stored original and every older version."""
+    c = ctx.container
+    with c.sessions() as s:
+        view = documents.get_document(s, doc_id)
+    if not yes:
+        click.confirm(f"Delete {view.source} ({view.n_chunks} chunks)?", abort=True)
+    with c.sessions.begin() as s:
+        documents.delete_document(s, c.settings.blobs_dir, doc_id)
+        audit.append(s, c.vault, kind="admin", action="docs.delete", target=view.source, actor=cli_actor(),
+                     details={"document_id": doc_id, "collection": view.collection})
+    click.echo(f"deleted document {doc_id} ({view.source})")
+
+
+@docs.command("retry")
+@click.argument("doc_id", type=int, required=False)
+@click.option("--failed", is_flag=True, help="Retry every failed document.")
+@pass_ctx
+def docs_retry(ctx: Ctx, doc_id: int | None, failed: bool) -> None:
+    """Queue a document (or, with --failed, all failed ones) for processing again."""
+    if (doc_id is None) == (not failed):
+        raise KbError("Give a document id or --failed.")
+    c = ctx.container
+    with c.sessions.begin() as s:
+        ids = documents.retry_failed(s) if failed else [documents.retry(s, doc_id).id]
+        audit.append(s, c.vault, kind="admin", action="docs.retry", target=",".join(map(str, ids))[:255],
+                     actor=cli_actor(), details={"documents": ids})
+    click.echo(f"queued {len(ids)} document(s) again; a worker will pick them up")
+
+
+COMMANDS = [ingest, worker, docs]

@@ -1,0 +1,44 @@
+"""PII scrubbing: ``build_scrubber(settings.pii)`` gives the Scrubber that ingestion runs before chunking.
+
+Building is cheap; Presidio and spaCy load on the first call, once per process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from app.errors import ConfigError
+from app.settings import PiiSettings
+from ingest.types import Scrubber
+
+
+def _presidio(settings: PiiSettings) -> Scrubber:
+    from ingest.pii.presidio_scrubber import PresidioScrubber
+
+    return PresidioScrubber(
+        entities=settings.entities,
+        threshold=settings.threshold,
+        scrub_names=settings.scrub_names,
+        spacy_model=settings.spacy_model,
+    )
+
+
+def _passthrough(settings: PiiSettings) -> Scrubber:
+    from ingest.pii.passthrough import PassthroughScrubber
+
+    return PassthroughScrubber()
+
+
+SCRUBBERS: dict[str, Callable[[PiiSettings], Scrubber]] = {"presidio": _presidio, "passthrough": _passthrough}
+
+
+def build_scrubber(settings: PiiSettings) -> Scrubber:
+    name = "presidio" if settings.enabled else "passthrough"
+    try:
+        factory = SCRUBBERS[name]
+    except KeyError:  # pragma: no cover - the registry and the switch above are edited together
+        raise ConfigError(f"No PII scrubber named {name!r}; known: {', '.join(SCRUBBERS)}.") from None
+    return factory(settings)
+
+
+__all__ = ["SCRUBBERS", "build_scrubber"]

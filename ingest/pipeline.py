@@ -1,0 +1,176 @@
+"""Process one queued document: parse -> scrub PII -> chunk -> embed -> write, in that order.
+
+Chunks, their vectors (both sealed), the index event and the document's final status are written
+in ONE transaction together with the job's completion, so a worker killed at any point leaves
+either nothing or the whole document, never half of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+from sqlalchemy import delete, select, update
+
+from app import blobs
+from app.container import Container
+from app.models import Chunk, Document, IndexEvent
+from ingest import queue
+from ingest.chunking import chunk_sections
+from ingest.parsers import parse
+from ingest.types import DocStatus, IngestError, Section
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StageTimes:
+    """Seconds spent per stage and what went through, for progress reports and benchmarks."""
+
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    documents: int = 0
+    chunks: int = 0
+    characters: int = 0
+
+    def add(self, stage: str, started: float) -> float:
+        t = time.perf_counter()
+        self.seconds[stage] += t - started
+        return t
+
+
+def process(container: Container, claim: queue.Claim, times: StageTimes | None = None) -> DocStatus | None:
+    """Run one claimed job to a terminal status. Returns None if another worker took the job over."""
+    times = times if times is not None else StageTimes()
+    c, s_ing = container, container.settings.ingest
+    try:
+        with c.sessions() as s:
+            doc = s.get(Document, claim.document_id)
+            if doc is None:  # deleted while queued
+                queue.complete(s, claim)
+                s.commit()
+                return None
+            if claim.attempts > s_ing.max_attempts:
+                raise IngestError(DocStatus.failed,
+                                  f"processing stopped the worker {claim.attempts - 1} times; check the file")
+            dek = c.vault.data_key(s, doc.dek_id)
+            source, doc_id, collection_id = doc.source, doc.id, doc.collection_id
+        t = time.perf_counter()
+        data = blobs.load(c.settings.blobs_dir, dek, doc_id, doc.blob_name or "")
+        parsed = parse(data, source)
+        t = times.add("parse", t)
+        content_hmac = c.vault.content_hmac(parsed.text)
+        with c.sessions() as s:
+            dup = _duplicate_of(s, collection_id, content_hmac, source)
+        if dup is not None:
+            raise IngestError(DocStatus.duplicate, f"same text as {dup.source} (document {dup.id})")
+        scrubbed, pii_found = _scrub(c, parsed.sections)
+        t = times.add("scrub", t)
+        emb = c.embedder
+        chunks = chunk_sections(scrubbed, emb.token_spans, s_ing.chunk_tokens, s_ing.chunk_overlap,
+                                title=parsed.title)
+        if not chunks:
+            raise IngestError(DocStatus.empty, "no text left after parsing")
+        t = times.add("chunk", t)
+        with c.sessions() as s:
+            queue.renew(s, claim, s_ing.lease_seconds)
+        vectors = emb.embed_passages([ch.text for ch in chunks])
+        t = times.add("embed", t)
+        with c.sessions() as s:
+            rows = [
+                Chunk(document_id=doc_id, collection_id=collection_id, idx=ch.idx,
+                      text_sealed=c.vault.seal(dek, ch.text, "chunks", doc_id, ch.idx),
+                      vector_sealed=c.vault.seal(dek, np.asarray(vec, dtype="<f4").tobytes(), "vectors", doc_id,
+                                                 ch.idx),
+                      page=ch.page, sheet=ch.sheet, heading=(ch.heading or "")[:500] or None, n_tokens=ch.n_tokens)
+                for ch, vec in zip(chunks, vectors, strict=True)
+            ]
+            s.add_all(rows)
+            s.flush()
+            s.add(IndexEvent(op="add", document_id=doc_id, chunk_ids=[r.id for r in rows]))
+            _finish(c, s, claim, doc_id, DocStatus.indexed, None, title=parsed.title, fmt=parsed.format,
+                    content_hmac=content_hmac, n_chunks=len(rows), pii_found=pii_found)
+            s.commit()
+        times.add("write", t)
+        times.documents += 1
+        times.chunks += len(chunks)
+        times.characters += sum(len(x.text) for x in scrubbed)
+        return DocStatus.indexed
+    except queue.LeaseLost:
+        log.warning("job %s was taken over by another worker; dropping our work", claim.job_id)
+        return None
+    except IngestError as err:
+        return _terminal(c, claim, err.status, err.reason)
+    except Exception as exc:  # one bad file never stops the batch
+        log.exception("document %s failed", claim.document_id)
+        return _terminal(c, claim, DocStatus.failed, _short_reason(exc))
+
+
+def _scrub(c: Container, sections: list[Section]) -> tuple[list[Section], int]:
+    if not c.settings.pii.enabled:
+        return sections, 0
+    out, found = [], 0
+    for sec in sections:
+        res = c.scrubber.scrub(sec.text)
+        found += len(res.entities)
+        out.append(Section(res.text, sec.page, sec.sheet, sec.heading))
+    return out, found
+
+
+def _duplicate_of(s, collection_id: int, content_hmac: str, source: str) -> Document | None:
+    return s.scalar(select(Document).where(
+        Document.collection_id == collection_id, Document.content_hmac == content_hmac,
+        Document.status == DocStatus.indexed, Document.current.is_(True), Document.source != source).limit(1))
+
+
+def _terminal(c: Container, claim: queue.Claim, status: DocStatus, reason: str) -> DocStatus | None:
+    try:
+        with c.sessions() as s:
+            _finish(c, s, claim, claim.document_id, status, reason)
+            s.commit()
+        return status
+    except queue.LeaseLost:
+        return None
+
+
+def _finish(c: Container, s, claim: queue.Claim, doc_id: int, status: DocStatus, reason: str | None,
+            **fields) -> None:
+    """Set the final status, retire older versions of the same source if this one indexed, end the job."""
+    queue.complete(s, claim)
+    doc = s.get(Document, doc_id)
+    if doc is None:
+        return
+    doc.status, doc.reason = status, reason
+    for k, v in fields.items():
+        setattr(doc, "format" if k == "fmt" else k, v)
+    if status == DocStatus.indexed or not _has_current(s, doc):
+        for old in s.scalars(select(Document).where(
+                Document.collection_id == doc.collection_id, Document.source == doc.source,
+                Document.id != doc.id, Document.current.is_(True))):
+            remove_chunks(s, old.id)
+            old.current = False
+            blobs.delete(c.settings.blobs_dir, old.blob_name)
+            old.blob_name = None
+        doc.current = True
+
+
+def _has_current(s, doc: Document) -> bool:
+    return s.scalar(select(Document.id).where(
+        Document.collection_id == doc.collection_id, Document.source == doc.source, Document.id != doc.id,
+        Document.current.is_(True), Document.status == DocStatus.indexed).limit(1)) is not None
+
+
+def remove_chunks(s, doc_id: int) -> int:
+    ids = list(s.scalars(select(Chunk.id).where(Chunk.document_id == doc_id)))
+    if ids:
+        s.execute(delete(Chunk).where(Chunk.document_id == doc_id))
+        s.add(IndexEvent(op="remove", document_id=doc_id, chunk_ids=ids))
+        s.execute(update(Document).where(Document.id == doc_id).values(n_chunks=0))
+    return len(ids)
+
+
+def _short_reason(exc: Exception) -> str:
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {msg}"[:300] if msg else type(exc).__name__

@@ -1,0 +1,97 @@
+"""The job queue lives in the database, so any number of workers on any hosts can share it.
+
+A job is claimed by a compare-and-set UPDATE that only succeeds while the job is queued or its
+lease has expired; on PostgreSQL candidates are found with ``FOR UPDATE SKIP LOCKED`` so workers
+do not queue behind each other. A worker renews its lease while it works; a worker that dies
+(even by SIGKILL) stops renewing, and its job is claimed again once the lease runs out.
+Completion is conditional on still holding the lease, so a job finishes exactly once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from app.models import Job
+
+
+class LeaseLost(Exception):
+    """Another worker took this job over (our lease expired); our work must be rolled back."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    job_id: int
+    document_id: int
+    attempts: int
+    owner: str
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _claimable(t: datetime):
+    return or_(Job.state == "queued", and_(Job.state == "running", Job.lease_expires_at < t))
+
+
+def enqueue(session: Session, document_id: int) -> None:
+    job = session.scalar(select(Job).where(Job.document_id == document_id))
+    if job is None:
+        session.add(Job(document_id=document_id, state="queued"))
+    else:
+        job.state, job.attempts, job.lease_owner, job.lease_expires_at = "queued", 0, None, None
+
+
+def claim(session: Session, owner: str, lease_seconds: int) -> Claim | None:
+    """Claim the oldest available job, or None. Commits the claim."""
+    t = now()
+    q = select(Job.id).where(_claimable(t)).order_by(Job.id).limit(8)
+    if session.get_bind().dialect.name == "postgresql":
+        q = q.with_for_update(skip_locked=True)
+    for job_id in session.scalars(q).all():
+        res = session.execute(
+            update(Job)
+            .where(Job.id == job_id, _claimable(t))
+            .values(state="running", lease_owner=owner, lease_expires_at=t + timedelta(seconds=lease_seconds),
+                    attempts=Job.attempts + 1, updated_at=t)
+            .execution_options(synchronize_session=False)
+        )
+        if res.rowcount == 1:
+            row = session.execute(select(Job.document_id, Job.attempts).where(Job.id == job_id)).one()
+            session.commit()
+            return Claim(job_id, row.document_id, row.attempts, owner)
+    session.commit()
+    return None
+
+
+def renew(session: Session, claim: Claim, lease_seconds: int) -> None:
+    res = session.execute(
+        update(Job).where(Job.id == claim.job_id, Job.lease_owner == claim.owner, Job.state == "running")
+        .values(lease_expires_at=now() + timedelta(seconds=lease_seconds))
+        .execution_options(synchronize_session=False)
+    )
+    if res.rowcount != 1:
+        session.rollback()
+        raise LeaseLost(f"job {claim.job_id} was taken over by another worker")
+    session.commit()
+
+
+def complete(session: Session, claim: Claim) -> None:
+    """Mark the job done in the caller's transaction; raises LeaseLost if we no longer hold it."""
+    res = session.execute(
+        update(Job).where(Job.id == claim.job_id, Job.lease_owner == claim.owner, Job.state == "running")
+        .values(state="done", lease_expires_at=None, updated_at=now())
+        .execution_options(synchronize_session=False)
+    )
+    if res.rowcount != 1:
+        raise LeaseLost(f"job {claim.job_id} was taken over by another worker")
+
+
+def pending_count(session: Session) -> int:
+    from sqlalchemy import func
+
+    return session.scalar(select(func.count()).select_from(Job).where(Job.state != "done")) or 0

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import pytest
+
+from llm.citations import check_citations
+
+
+@pytest.mark.parametrize(
+    ("answer", "n", "clean", "cited", "invalid"),
+    [
+        ("Leave is 25 days [1].", 3, "Leave is 25 days [1].", [1], []),
+        ("Both agree [1,2].", 3, "Both agree [1][2].", [1, 2], []),
+        ("Both agree [1, 2] and [3].", 3, "Both agree [1][2] and [3].", [1, 2, 3], []),
+        ("See [2][1].", 3, "See [2][1].", [2, 1], []),
+        ("All three [1-3].", 3, "All three [1][2][3].", [1, 2, 3], []),
+        ("All three [1–3].", 3, "All three [1][2][3].", [1, 2, 3], []),
+        ("年假为十五天【1】。", 2, "年假为十五天[1]。", [1], []),
+        ("见［1，2］和【２】。", 2, "见[1][2]和[2]。", [1, 2], []),
+        ("见[1、2]。", 2, "见[1][2]。", [1, 2], []),
+        # Unknown numbers are stripped (with the space before them) and reported.
+        ("Made up [7].", 3, "Made up.", [], [7]),
+        ("Mixed [2, 9] and [0].", 3, "Mixed [2] and.", [2], [9, 0]),
+        ("Range past the end [2-5].", 3, "Range past the end [2][3].", [2, 3], [4, 5]),
+        ("Absurd range [1-100000].", 3, "Absurd range.", [], [1, 100000]),
+        ("Repeated [1] then [1] again.", 2, "Repeated [1] then [1] again.", [1], []),
+        # Not citations: no digits, or decimals, or links with words.
+        ("Use [a] or [1.5] or [see 1].", 2, "Use [a] or [1.5] or [see 1].", [], []),
+        ("No sources at all.", 0, "No sources at all.", [], []),
+        ("Nothing can be valid [1].", 0, "Nothing can be valid.", [], [1]),
+    ],
+)
+def test_check_citations(answer: str, n: int, clean: str, cited: list[int], invalid: list[int]) -> None:
+    assert check_citations(answer, n) == (clean, cited, invalid)
