@@ -83,7 +83,7 @@ def chunk_sections(sections: list[Section], token_spans: TokenSpans, size: int =
         page, sheet, heading = current[0].where
         body = " ".join(u.text for u in current)
         label = heading or (title if not chunks else None)
-        text = f"{label}\n{body}" if label and not body.startswith(label) else body
+        text = f"{label}\n{body}" if label and label not in body[: len(label) + 8] else body
         chunks.append(ChunkText(len(chunks), text, sum(u.tokens for u in current), page, sheet, heading))
         if not keep_overlap or overlap == 0:
             return []

@@ -9,34 +9,41 @@ import re
 
 from presidio_analyzer import LocalRecognizer, RecognizerResult
 
-_STREET_TYPES = (
-    "street|st|road|rd|avenue|ave|boulevard|blvd|drive|dr|lane|ln|way|court|ct|place|pl|square|sq|terrace|"
-    "parkway|pkwy|highway|hwy|circle|cir|trail|crescent|close|row|alley|plaza|walk|gardens|mews|"
-    "straße|strasse|str|gasse|weg|allee|platz|laan|straat|gracht|vej|gade|gatan|gata|vägen|väg|veien|tie|"
-    "katu|utca|út|útja|ulica|ul|rue|avenida|av|calle|rua|via|viale|corso|piazza|carrer|camino|paseo"
+_STREET_TYPES_LIST = ["street", "st", "road", "rd", "avenue", "ave", "boulevard", "blvd", "drive", "dr", "lane", "ln", "way", "court", "ct", "place", "pl", "square", "sq", "terrace", "parkway", "pkwy", "highway", "hwy", "circle", "cir", "trail", "crescent", "close", "row", "alley", "plaza", "walk", "gardens", "mews", "straße", "strasse", "str", "gasse", "weg", "allee", "platz", "laan", "straat", "gracht", "vej", "gade", "gatan", "gata", "vägen", "väg", "veien", "tie", "katu", "utca", "út", "útja", "ulica", "ul", "rue", "avenida", "av", "calle", "rua", "via", "viale", "corso", "piazza", "carrer", "camino", "paseo"]
+# Case matters: "Close", "Way", "Row" are streets, "close", "way", "row" are words of prose.
+_STREET_TYPES = "|".join(w.capitalize() for w in _STREET_TYPES_LIST) + "|" + "|".join(
+    w.upper() for w in _STREET_TYPES_LIST if len(w) > 3
 )
-_UNIT = r"(?:apt\.?|apartment|suite|ste\.?|unit|flat|floor|fl\.|room|rm\.?)\s*#?\s*\d+[a-z]?"
+_PREFIX_TYPES = "Rue|Via|Viale|Calle|Avenida|Rua|Corso|Piazza|Carrer|Camino|Paseo|Ulica|Travessa|Quai"
+_MONTHS = (
+    "January|February|March|April|May|June|July|August|September|October|November|December|"
+    "Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec"
+)
+_UNIT = r"(?:apt\.?|apartment|suite|ste\.|unit|flat|floor|fl\.|room|rm\.)[ \t]*#?[ \t]*\d+[a-z]?"
 _WORD = r"[^\W\d_][\w'’.-]*"
 
 # "12 Main Street", "3022 Benson Park Drive", "98 Grote Baan 477"-like lines need a number and a street
 # word; "Via Capo le Case 143" / "rue La Boétie" have the street word first.
 _STREET_EN = (
     rf"\b\d{{1,5}}[a-z]?,?[ \t]+(?:{_WORD}[ \t]+){{0,4}}(?:{_STREET_TYPES})\b\.?(?:[ \t]+\d{{1,5}}[a-z]?\b\.?)?"
-    rf"|\b(?:{_STREET_TYPES})\.?[ \t]+(?:{_WORD}[ \t]+){{0,3}}\d{{1,5}}\b"
+    rf"|\b(?:{_PREFIX_TYPES})[ \t]+(?:{_WORD}[ \t]+){{1,3}}\d{{1,5}}\b"
 )
 _BOX = (
     r"\bP\.?\s?O\.?\s?Box[ \t]+\d+|\bPSC[ \t]+\d+,?[ \t]+Box[ \t]+\d+|\b(?:APO|FPO|DPO)[ \t]+A[AEP][ \t]+\d{5}"
     r"|\b(?:USNS|USNV|USS|USCGC)[ \t]+[A-Z]\w+"
 )
 # "30 Veslebakken 48", "77 Obere Bahnhofstrasse 9": house number, capitalised words, number.
-_NUM_WORDS_NUM = r"\b\d{1,5}[ \t]+(?:[A-ZÀ-ÖØ-Þ][^\W\d_][\w'.-]*[ \t]+){1,4}\d{1,5}\b"
+_NUM_WORDS_NUM = rf"\b\d{{1,5}}[ \t]+(?!(?:{_MONTHS})\b)(?:[A-ZÀ-ÖØ-Þ][^\W\d_][\w'.-]*[ \t]+){{1,4}}\d{{1,5}}\b"
 # Explicit cues: text after them up to the end of the line/sentence is an address.
 _CUE = (
     r"(?:\baddress(?:es)?\b(?:\s+(?:is|was|to|with|as|at|of|to the same))*\s*[:：]?|\blives?\s+at|\blived\s+at"
     r"|\bzip\s*code\s+is|\bpost(?:al)?\s*code\s+is|\bsent\s+to|\bship(?:ped)?\s+to|\bdeliver(?:ed)?\s+to"
     r"|\blocated\s+at|\bresides?\s+at|\bmoved\s+to)"
 )
-_CUE_TAIL = r"\s*(?:my\s+|the\s+|new\s+)*(?![0-9A-Fa-f]*[:.][0-9A-Fa-f]*[:.])(\d{1,5}(?:[^\n.!?]{3,80}?)?)(?=\s+for\s|[.!?](?:\s|$)|\n\s*\n|$)"
+_CUE_TAIL = (
+    r"\s*(?:my\s+|the\s+|new\s+)*(?![0-9A-Fa-f]*[:.][0-9A-Fa-f]*[:.])"  # not an IP address
+    r"(\d{1,5}(?:[^\n.!?]{3,80}?)?)(?=\s+for\s|[.!?](?:\s|$)|\n\s*\n|$)"
+)
 
 # A line inside an address block: short, no sentence punctuation, words and numbers only.
 _BLOCK_LINE = re.compile(r"^[ \t>?•*-]*([^\n!?:;]{2,45}?)[ \t,]*$")
@@ -44,12 +51,19 @@ _NUMBERED_LINE = re.compile(rf"^[ \t>?•*-]*(\d{{1,5}}\s+{_WORD}(?:\s+{_WORD}){
 
 # Chinese addresses.
 _HAN = r"[\u4e00-\u9fa5]"
-_HANX = r"(?:(?![的在住于到是址我他她你们了和与及从往向由自寄送位要去来把将请地]){_HAN})".format(_HAN=_HAN)
+_HANX = rf"(?:(?![的在住于到是址我他她你们了和与及从往向由自寄送位要去来把将请地]){_HAN})"
 _NUM = r"[0-9０-９一二三四五六七八九十百千零〇]+"
-_CN_ADMIN = rf"(?:{_HANX}{{2,7}}?(?:省|自治区|特别行政区))?(?:{_HANX}{{1,7}}?(?:市|自治州|州|盟|地区))?(?:{_HANX}{{1,6}}?(?:区|县|旗))?"
+_CN_ADMIN = (
+    rf"(?:{_HANX}{{2,7}}?(?:省|自治区|特别行政区))?"
+    rf"(?:{_HANX}{{1,7}}?(?:市|自治州|州|盟|地区))?"
+    rf"(?:{_HANX}{{1,6}}?(?:区|县|旗))?"
+)
 _CN_TOWN = rf"(?:{_HANX}{{1,6}}?(?:镇|乡|街道|村|社区|开发区|工业园区?))?"
 _CN_STREET = rf"{_HANX}{{1,10}}?(?:路|街|大街|大道|巷|胡同|弄|道|里)(?:{_NUM}[号弄])?"
-_CN_TAIL = rf"(?:{_NUM}(?:号|栋|幢|号楼|座|楼|单元|层|室|房|号院)|[A-Za-z]座?|{_HANX}{{2,8}}?(?:小区|花园|大厦|公寓|广场|苑|园|新村))*"
+_CN_TAIL = (
+    rf"(?:{_NUM}(?:号|栋|幢|号楼|座|楼|单元|层|室|房|号院)|[A-Za-z]座?"
+    rf"|{_HANX}{{2,8}}?(?:小区|花园|大厦|公寓|广场|苑|园|新村))*"
+)
 _CN_FULL = rf"{_CN_ADMIN}{_CN_TOWN}{_CN_STREET}{_CN_TAIL}"
 _CN_ADMIN_ONLY = (
     rf"{_HANX}{{2,7}}?(?:省|自治区)(?:{_HANX}{{1,7}}?(?:市|州|盟))(?:{_HANX}{{1,6}}?(?:区|县|旗))?{_CN_TOWN}"
@@ -60,7 +74,7 @@ _CN_CUE = r"(?:地址|住址|住在|居住在|家住|户籍地|现住|寄到|寄
 
 class AddressRecognizer(LocalRecognizer):
     def __init__(self) -> None:
-        self._street = re.compile(_STREET_EN, re.IGNORECASE)
+        self._street = re.compile(_STREET_EN)
         self._unit = re.compile(rf"\b{_UNIT}\b", re.IGNORECASE)
         self._box = re.compile(_BOX, re.IGNORECASE)
         self._num_words_num = re.compile(_NUM_WORDS_NUM)

@@ -10,9 +10,9 @@ from ingest.pii.pattern_base import ContextWords, Rule, WindowContextRecognizer
 
 # Words near a number that say it is *not* personal data (orders, invoices, amounts, references).
 NEGATIVE_NUMBER_WORDS = (
-    "订单", "单号", "订单号", "编号", "流水号", "发票", "合同号", "批号", "金额", "价格", "元", "序号",
+    "订单", "单号", "订单号", "编号", "流水号", "发票", "合同号", "批号", "序号",
     "快递单", "工单", "票号", "型号", "邮编", "邮政编码",
-    "order", "invoice", "ref", "reference", "amount", "total", "tracking", "sku", "isbn", "doi",
+    "order", "invoice", "ref", "reference", "tracking", "sku", "isbn", "doi",
     "pmid", "serial", "model", "zip", "postcode",
 )
 
@@ -74,6 +74,17 @@ _IPV4_SHAPE = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
 _DATE_PREFIX = re.compile(r"^(?:19|20)\d{2}[-./]\d{1,2}[-./]\d{1,2}")
 
 
+def _is_range_or_count(core: str) -> bool:
+    """'400-1000', '330 000-701 200' are ranges; '2 901 019' is a count with thousands spaces."""
+    if re.fullmatch(r"\d{1,3}(?: \d{3})+", core):
+        return True
+    sides = re.split(r"\s*[-–]\s*", core)
+    if len(sides) == 2 and not core.startswith(("0", "+")):
+        left, right = (int(x.replace(" ", "")) for x in sides)
+        return left < right
+    return False
+
+
 def _phone_ok(value: str) -> bool:
     core = re.split(r"\s*(?:x|ext\.?)\s*\d+$", value, flags=re.IGNORECASE)[0].strip()
     n = len(_digits(core))
@@ -82,9 +93,11 @@ def _phone_ok(value: str) -> bool:
         return False
     if _SSN_SHAPE.match(core) or _IPV4_SHAPE.match(core) or _DATE_PREFIX.match(core):
         return False
-    if _DATE_LIKE.match(core) or _DECIMAL.fullmatch(core):
+    if _is_range_or_count(core):
         return False
-    return True
+    if "." in core and re.search(r"[-–]", core):
+        return False  # "0.55-0.92", "1457.60-2761.80": ranges of decimals, not "438.812.1525"
+    return not (_DATE_LIKE.match(core) or _DECIMAL.fullmatch(core))
 
 
 def intl_phone_recognizer() -> WindowContextRecognizer:
@@ -92,14 +105,14 @@ def intl_phone_recognizer() -> WindowContextRecognizer:
 
     A bare digit run is only a phone next to a context word (it may be an order number)."""
     grouped = (
-        r"(?<![\w+./-])(?:\+\d{1,3}[\s.-]?|00\d{1,3}[\s.-])?(?:\(\d{1,5}\)[\s.-]?)?\d{1,5}"
-        r"(?:[\s.-]\d{1,8}){1,5}(?:\s?(?:x|ext\.?)\s?\d{1,6})?(?![\w/:]|[.-]\d)"
+        r"(?<![A-Za-z0-9+./-])(?:\+\d{1,3}[\s.-]?|00\d{1,3}[\s.-])?(?:\(\d{1,5}\)[\s.-]?)?\d{1,5}"
+        r"(?:[\s.-]\d{1,8}){1,5}(?:\s?(?:x|ext\.?)\s?\d{1,6})?(?![A-Za-z0-9/:]|[.-]\d)"
     )
     bracketed = (
-        r"(?<![\w+])(?:\+\d{1,3}[\s.-]?)?\(\d{1,5}\)\s?\d{2,5}(?:[\s.-]?\d{2,5}){0,3}(?:\s?x\d{1,6})?(?![\w/])"
+        r"(?<![A-Za-z0-9+])(?:\+\d{1,3}[\s.-]?)?\(\d{1,5}\)\s?\d{2,5}(?:[\s.-]?\d{2,5}){0,3}(?:\s?x\d{1,6})?(?![A-Za-z0-9/])"
     )
-    plus = r"(?<![\w+])\+\d{8,14}(?!\w)"
-    bare = r"(?<![\w+./-])\d{7,12}(?:x\d{1,6})?(?![\w/]|[.-]\d)"
+    plus = r"(?<![A-Za-z0-9+])\+\d{8,14}(?![A-Za-z0-9])"
+    bare = r"(?<![A-Za-z0-9+./-])\d{7,12}(?:x\d{1,6})?(?![A-Za-z0-9/]|[.-]\d)"
     rules = [
         Rule("phone_grouped", grouped, 0.55, 0.85, _phone_ok),
         Rule("phone_bracketed", bracketed, 0.65, 0.9, _phone_ok),
@@ -123,7 +136,7 @@ def _card_ok(value: str) -> bool:
 
 
 def bank_card_recognizer() -> WindowContextRecognizer:
-    rx = r"(?<![\d-])\d{4}(?:[\s-]?\d{4}){2}[\s-]?\d{1,7}(?![\d-])"
+    rx = r"(?<![\d-])\d{4}(?:[\s-]?\d{4}){2}(?:[\s-]?\d{1,4}){1,2}(?![\d-])"
     amex = r"(?<![\d-])3[47]\d{2}[\s-]?\d{6}[\s-]?\d{5}(?![\d-])"
     ctx = ContextWords(
         before=("卡号", "银行卡", "信用卡", "借记卡", "储蓄卡", "银联", "账号", "帐号", "户名", "card", "cc",
@@ -163,8 +176,8 @@ def passport_recognizer() -> WindowContextRecognizer:
 # ---------------------------------------------------------------- email and URL (no tldextract: offline)
 def email_recognizer() -> WindowContextRecognizer:
     rx = (
-        r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-        r"(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}(?![\w-])"
+        r"(?<![A-Za-z0-9.+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+        r"(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}(?![A-Za-z0-9-])"
     )
     ctx = ContextWords(before=("email", "e-mail", "mail", "邮箱", "电子邮件", "邮件"))
     return WindowContextRecognizer("EMAIL", [Rule("email", rx, 0.9, 1.0)], ctx)
@@ -173,7 +186,7 @@ def email_recognizer() -> WindowContextRecognizer:
 def url_recognizer() -> WindowContextRecognizer:
     rx = r"\b(?:https?://|www\.)[^\s<>\"'，。；！？、）)\]]+[^\s<>\"'，。；！？、）)\].,;:!?]"
     ctx = ContextWords(before=("website", "url", "link", "网址", "网站", "链接", "homepage", "posted"))
-    return WindowContextRecognizer("URL", [Rule("url", rx, 0.6, 0.8)], ctx)
+    return WindowContextRecognizer("URL", [Rule("url", rx, 0.9, 0.95)], ctx)
 
 
 # ---------------------------------------------------------------- IBAN (any case) and IP addresses

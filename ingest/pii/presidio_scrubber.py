@@ -68,7 +68,7 @@ class PresidioScrubber:
                 PiiEntity(_PRESIDIO_TO_KB.get(r.entity_type, r.entity_type), r.start, r.end, round(r.score, 3))
                 for r in results
             ]
-            out.append(resolve_overlaps(found))
+            out.append(resolve_overlaps([e for e in found if not _negated(text, e)]))
         return out
 
     def scrub_many(self, texts: Iterable[str]) -> list[ScrubResult]:
@@ -81,6 +81,23 @@ class PresidioScrubber:
                 if self._engine is None:
                     self._nlp_engine, self._engine = _build_engine(self.spacy_model, self.use_ner)
         return self._engine, self._nlp_engine
+
+
+# Presidio's built-in card/SSN recognizers do not know our negative words ("订单号", "order number").
+_NUMBER_TYPES = frozenset({"BANK_CARD", "PHONE", "US_SSN"})
+_negative_context = None
+
+
+def _negated(text: str, entity: PiiEntity) -> bool:
+    global _negative_context
+    if entity.type not in _NUMBER_TYPES:
+        return False
+    if _negative_context is None:
+        from ingest.pii.identifiers import NEGATIVE_NUMBER_WORDS
+        from ingest.pii.pattern_base import ContextWords
+
+        _negative_context = ContextWords(negative=NEGATIVE_NUMBER_WORDS)
+    return _negative_context.negated(text, entity.start)
 
 
 _engines: dict[tuple[str, bool], tuple] = {}

@@ -5,7 +5,6 @@ from __future__ import annotations
 from ingest.pii.entities import placeholder
 from ingest.types import PiiEntity
 
-
 _ADDRESS_BONUS = 0.15
 
 

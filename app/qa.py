@@ -1,0 +1,181 @@
+"""The question-answer service: ACL -> hybrid search -> grounded prompt -> streamed answer -> checked
+citations -> audit record. The CLI, the UI and any API call this one function."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from app import accounts, audit
+from app.audit import Actor
+from app.errors import KbError
+from app.search_service import Passage, hydrate
+from llm.citations import check_citations
+from llm.prompt import build_messages, detect_language
+from llm.reasoning import ReasoningSplitter
+from llm.types import SourcePassage
+
+MAX_QUESTION_CHARS = 4000
+NO_BASIS = {
+    "en": "I have no basis to answer this from the documents you can access.",
+    "zh": "根据您有权访问的文档，我无法回答这个问题。",
+}
+
+
+@dataclass
+class Citation:
+    n: int
+    chunk_id: int
+    document_id: int
+    title: str
+    source: str
+    position: str
+
+
+@dataclass
+class AskResult:
+    question: str
+    answer: str = ""
+    reasoning: str = ""
+    refused: bool = False
+    refusal_reason: str | None = None
+    citations: list[Citation] = field(default_factory=list)
+    invalid_citations: list[int] = field(default_factory=list)
+    passages: list[Passage] = field(default_factory=list)
+    timings: dict[str, float | None] = field(default_factory=dict)
+    tokens: int = 0
+    model: str | None = None
+    model_sha256: str | None = None
+    audit_seq: int | None = None
+
+
+@dataclass
+class Event:
+    """A step of a streamed answer: passages | reasoning | answer | done."""
+
+    kind: str
+    text: str = ""
+    result: AskResult | None = None
+    moved: bool = False  # a reasoning part that was first shown as answer (R1 without an opening tag)
+
+
+@dataclass(frozen=True)
+class Caller:
+    name: str
+    role: str
+    client: str  # cli | ui | api
+    collection_ids: frozenset[int] | None  # None: every collection (operator on the server)
+
+
+def caller_for(container, user_name: str | None, client: str) -> Caller:
+    """The caller's identity and readable collections; None user = the server operator (CLI only)."""
+    if user_name is None:
+        import getpass
+
+        return Caller(f"os:{getpass.getuser()}", "admin", client, None)
+    with container.sessions() as s:
+        user = accounts.get_user(s, user_name)
+        if user.disabled:
+            raise KbError(f"User {user_name!r} is disabled.")
+        return Caller(user.name, user.role, client, frozenset(accounts.readable_collection_ids(s, user)))
+
+
+def ask(container, caller: Caller, question: str, k: int | None = None,
+        collections: set[int] | None = None) -> Iterator[Event]:
+    """Stream the answer to ``question`` as events; the last event is ``done`` with the full result."""
+    question = question.strip()
+    if not question:
+        raise KbError("The question is empty.")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise KbError(f"The question is too long ({len(question)} characters; at most {MAX_QUESTION_CHARS}).")
+    s_ret, s_llm = container.settings.retrieval, container.settings.llm
+    k = k or s_ret.top_k
+    res = AskResult(question=question)
+    t0 = time.perf_counter()
+    allowed = caller.collection_ids
+    if collections is not None:
+        allowed = frozenset(collections if allowed is None else set(allowed) & set(collections))
+    outcome, error = "ok", None
+    try:
+        hits = container.search_index.search(question, k, None if allowed is None else set(allowed))
+        with container.sessions() as s:
+            res.passages = hydrate(container, s, hits)
+        res.timings["retrieval_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+        yield Event("passages")
+        best = max((p.dense_score or 0.0 for p in res.passages), default=0.0)
+        if not res.passages or (s_ret.mode != "bm25" and best < s_ret.min_score):
+            res.refused = True
+            res.refusal_reason = ("no passages in the collections you can read" if not res.passages
+                                  else f"best passage similarity {best:.2f} is below {s_ret.min_score}")
+            res.answer = NO_BASIS[detect_language(question)]
+            outcome = "refused"
+            yield Event("answer", res.answer)
+        else:
+            yield from _generate(container, res, s_llm, t0)
+    except KbError as exc:
+        outcome, error = "error", str(exc)
+        raise
+    except Exception as exc:
+        outcome, error = "error", f"{type(exc).__name__}"
+        raise
+    finally:
+        res.timings["total_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+        _record(container, caller, res, outcome, error)
+    yield Event("done", result=res)
+
+
+def _generate(container, res: AskResult, s_llm, t0: float) -> Iterator[Event]:
+    gen = container.generator
+    res.model, res.model_sha256 = gen.model_name, gen.model_sha256
+    sources = [SourcePassage(n=i + 1, text=p.text, title=p.title or p.source, source=p.source, page=p.page,
+                             sheet=p.sheet, heading=p.heading) for i, p in enumerate(res.passages)]
+    messages, used = build_messages(res.question, sources, gen.count_tokens, gen.context_window, s_llm.max_tokens)
+    res.passages = res.passages[: len(used)]
+    splitter = ReasoningSplitter(getattr(gen, "think_prefilled", False))
+    t_gen = time.perf_counter()
+    first = None
+    for delta in gen.stream(messages, s_llm.max_tokens, s_llm.temperature):
+        if first is None:
+            first = time.perf_counter()
+            res.timings["first_token_ms"] = round((first - t0) * 1000, 1)
+        res.tokens += 1
+        for part in splitter.feed(delta):
+            yield Event(part.channel, part.text, moved=part.moved)
+    for part in splitter.close():
+        yield Event(part.channel, part.text, moved=part.moved)
+    end = time.perf_counter()
+    if first is not None and res.tokens > 1 and end > first:
+        res.timings["tokens_per_s"] = round((res.tokens - 1) / (end - first), 1)
+    res.timings["generation_ms"] = round((end - t_gen) * 1000, 1)
+    res.reasoning = splitter.reasoning
+    res.answer, cited, res.invalid_citations = check_citations(splitter.answer.strip(), len(res.passages))
+    for n in cited:
+        p = res.passages[n - 1]
+        res.citations.append(Citation(n, p.chunk_id, p.document_id, p.title or p.source, p.source, p.position))
+
+
+def _record(container, caller: Caller, res: AskResult, outcome: str, error: str | None) -> None:
+    details: dict[str, Any] = {
+        "retrieved": [{"chunk_id": p.chunk_id, "document_id": p.document_id, "score": round(p.score, 4),
+                       "dense": None if p.dense_score is None else round(p.dense_score, 4)} for p in res.passages],
+        "citations": [c.n for c in res.citations], "cited_chunks": [c.chunk_id for c in res.citations],
+        "invalid_citations": res.invalid_citations, "refused": res.refused, "model": res.model,
+        "model_sha256": res.model_sha256, "timings": res.timings, "tokens": res.tokens,
+    }
+    sealed = {"question": res.question, "answer": res.answer, "refusal_reason": res.refusal_reason,
+              "error": error}  # reasoning is deliberately not logged as the answer
+    with container.sessions.begin() as s:
+        rec = audit.append(s, container.vault, kind="query", action="ask", outcome=outcome,
+                           actor=Actor(caller.name, caller.role, caller.client), details=details, sealed=sealed)
+        res.audit_seq = rec.seq
+
+
+def ask_blocking(container, caller: Caller, question: str, k: int | None = None) -> AskResult:
+    result = None
+    for ev in ask(container, caller, question, k):
+        if ev.kind == "done":
+            result = ev.result
+    assert result is not None
+    return result

@@ -1,0 +1,269 @@
+"""The process's search index: dense + BM25 over every chunk, filtered by the caller's grants.
+
+Indexes are derived data. On first use they are loaded from sealed snapshots under
+``data/index/`` (or rebuilt from the chunks table), then kept in step with the database by
+following ``index_events`` past a watermark, so chunks added or deleted by any worker show up
+without a restart. Access control happens inside the search: only chunk ids of collections the
+caller may read are candidates, so no k can leak a chunk of another collection.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app import crypto
+from app.models import Chunk, Collection, Document, IndexEvent
+from retrieval.dense import make_vector_index
+from retrieval.hybrid import HybridSearcher
+from retrieval.lexical import BM25Index
+from retrieval.types import SearchHit
+
+log = logging.getLogger(__name__)
+MANIFEST = "manifest.json"
+SNAPSHOT_EVERY_S = 120.0
+
+
+@dataclass
+class Passage:
+    """A retrieved chunk with where it came from, ready for a prompt or a citation."""
+
+    chunk_id: int
+    document_id: int
+    collection: str
+    source: str
+    title: str | None
+    page: int | None
+    sheet: str | None
+    heading: str | None
+    text: str
+    score: float
+    dense_score: float | None
+    bm25_score: float | None
+
+    @property
+    def position(self) -> str:
+        parts = []
+        if self.page is not None:
+            parts.append(f"page {self.page}")
+        if self.sheet:
+            parts.append(f"sheet {self.sheet}")
+        if self.heading:
+            parts.append(f"§ {self.heading}")
+        return ", ".join(parts)
+
+
+class SearchIndex:
+    def __init__(self, container):
+        self.c = container
+        self._lock = threading.RLock()
+        self._loaded = False
+        self._watermark = 0
+        self._collection_of: dict[int, int] = {}
+        self._dense = None
+        self._bm25: BM25Index | None = None
+        self._last_snapshot = 0.0
+        self._dirty = False
+
+    # --- building ------------------------------------------------------------------------------
+    def _new_indexes(self, expected: int):
+        r = self.c.settings.retrieval
+        dense = make_vector_index(self.c.embedder.dim, kind=r.index_kind, approx_threshold=r.approx_threshold,
+                                  use_gpu=r.use_gpu, expected_size=expected)
+        return dense, BM25Index(tokenizer=r.tokenizer)
+
+    def _ensure(self) -> None:
+        if self._loaded:
+            return
+        with self._lock:
+            if self._loaded:
+                return
+            if not self._load_snapshot():
+                self.rebuild()
+            self._loaded = True
+
+    def rebuild(self, progress=None) -> int:
+        """Recreate both indexes from the chunks table. Returns the chunk count."""
+        with self._lock, self.c.sessions() as s:
+            watermark = s.scalar(select(func.max(IndexEvent.id))) or 0
+            total = s.scalar(select(func.count()).select_from(Chunk)) or 0
+            dense, bm25 = self._new_indexes(total)
+            collection_of: dict[int, int] = {}
+            last_id = 0
+            while True:  # page through by primary key so memory stays bounded
+                rows = s.scalars(select(Chunk).where(Chunk.id > last_id).order_by(Chunk.id).limit(2000)).all()
+                if not rows:
+                    break
+                ids, texts, vecs = self._open_rows(s, rows)
+                dense.add(ids, vecs)
+                bm25.add(ids.tolist(), texts)
+                collection_of.update({r.id: r.collection_id for r in rows})
+                last_id = rows[-1].id
+                if progress:
+                    progress(len(rows))
+                s.expunge_all()
+            self._dense, self._bm25, self._collection_of, self._watermark = dense, bm25, collection_of, watermark
+            self._loaded = True
+            self._dirty = True
+            self.save_snapshot()
+            return len(collection_of)
+
+    def _open_rows(self, s: Session, rows: list[Chunk]) -> tuple[np.ndarray, list[str], np.ndarray]:
+        deks: dict[int, bytes] = {}
+        texts, vecs = [], []
+        for r in rows:
+            if r.document_id not in deks:
+                doc = s.get(Document, r.document_id)
+                deks[r.document_id] = self.c.vault.data_key(s, doc.dek_id)
+            dek = deks[r.document_id]
+            texts.append(self.c.vault.open_text(dek, r.text_sealed, "chunks", r.document_id, r.idx))
+            vecs.append(np.frombuffer(self.c.vault.open(dek, r.vector_sealed, "vectors", r.document_id, r.idx),
+                                      dtype="<f4"))
+        return np.array([r.id for r in rows], dtype=np.int64), texts, np.vstack(vecs).astype(np.float32)
+
+    def refresh(self) -> int:
+        """Apply chunk additions and removals recorded since the watermark. Returns events applied."""
+        self._ensure()
+        with self._lock, self.c.sessions() as s:
+            events = s.scalars(select(IndexEvent).where(IndexEvent.id > self._watermark)
+                               .order_by(IndexEvent.id).limit(5000)).all()
+            for ev in events:
+                if ev.op == "remove":
+                    ids = np.array(ev.chunk_ids, dtype=np.int64)
+                    self._dense.remove(ids)
+                    self._bm25.remove(ev.chunk_ids)
+                    for i in ev.chunk_ids:
+                        self._collection_of.pop(i, None)
+                else:
+                    rows = s.scalars(select(Chunk).where(Chunk.id.in_(ev.chunk_ids)).order_by(Chunk.id)).all()
+                    if rows:  # rows may be gone already if the document was deleted later
+                        ids, texts, vecs = self._open_rows(s, rows)
+                        self._dense.add(ids, vecs)
+                        self._bm25.add(ids.tolist(), texts)
+                        self._collection_of.update({r.id: r.collection_id for r in rows})
+                self._watermark = ev.id
+            if events:
+                self._dirty = True
+                if time.monotonic() - self._last_snapshot > SNAPSHOT_EVERY_S:
+                    self.save_snapshot()
+            return len(events)
+
+    # --- snapshots (sealed) --------------------------------------------------------------------
+    @property
+    def _dir(self) -> Path:
+        return self.c.settings.index_dir
+
+    def _snapshot_key(self, create: bool) -> tuple[str, bytes] | None:
+        manifest = self._dir / MANIFEST
+        with self.c.sessions() as s:
+            if manifest.exists():
+                dek_id = json.loads(manifest.read_text())["dek_id"]
+                try:
+                    return dek_id, self.c.vault.data_key(s, dek_id)
+                except Exception:
+                    log.warning("index snapshot key is gone; snapshot will be rebuilt")
+            if not create:
+                return None
+        with self.c.sessions.begin() as s:
+            return self.c.vault.new_data_key_named(s, "index-")
+
+    def save_snapshot(self) -> None:
+        if not self._dirty or self._dense is None:
+            return
+        self._dir.mkdir(parents=True, exist_ok=True)
+        dek_id, dek = self._snapshot_key(create=True)
+        cipher = self.c.vault.cipher_for(dek)
+        meta = {"watermark": self._watermark,
+                "chunks": [[k, v] for k, v in self._collection_of.items()],
+                "embedder": self.c.settings.retrieval.embedder_model, "tokenizer": self.c.settings.retrieval.tokenizer}
+        for name, data in (("dense", self._dense.to_bytes()), ("bm25", self._bm25.to_bytes()),
+                           ("meta", json.dumps(meta).encode())):
+            crypto.seal_bytes_to_file(cipher, dek, data, self._dir / f"{name}.kbf", crypto.aad_of("index", name))
+        (self._dir / MANIFEST).write_text(json.dumps({"dek_id": dek_id, "format": 1}))
+        self._last_snapshot, self._dirty = time.monotonic(), False
+
+    def _load_snapshot(self) -> bool:
+        key = self._snapshot_key(create=False)
+        if key is None:
+            return False
+        _, dek = key
+        try:
+            meta = json.loads(crypto.open_file(dek, self._dir / "meta.kbf", crypto.aad_of("index", "meta")))
+            r = self.c.settings.retrieval
+            if meta.get("embedder") != r.embedder_model or meta.get("tokenizer") != r.tokenizer:
+                log.info("index snapshot was built with other settings; rebuilding")
+                return False
+            from retrieval.dense import FaissIndex
+
+            self._dense = FaissIndex.from_bytes(crypto.open_file(dek, self._dir / "dense.kbf",
+                                                                 crypto.aad_of("index", "dense")), use_gpu=r.use_gpu)
+            self._bm25 = BM25Index.from_bytes(crypto.open_file(dek, self._dir / "bm25.kbf",
+                                                               crypto.aad_of("index", "bm25")))
+        except Exception:
+            log.warning("index snapshot unreadable; rebuilding from the database", exc_info=True)
+            return False
+        self._collection_of = {int(k): int(v) for k, v in meta["chunks"]}
+        self._watermark = int(meta["watermark"])
+        self._last_snapshot = time.monotonic()
+        return True
+
+    # --- searching -----------------------------------------------------------------------------
+    def __len__(self) -> int:
+        self._ensure()
+        return len(self._collection_of)
+
+    def allowed_ids(self, collection_ids: set[int] | None) -> set[int] | None:
+        if collection_ids is None:
+            return None
+        return {cid for cid, col in self._collection_of.items() if col in collection_ids}
+
+    def search(self, query: str, k: int, collection_ids: set[int] | None, mode: str | None = None) -> list[SearchHit]:
+        """Top-k chunk hits among the given collections (None = all; an empty set finds nothing)."""
+        self.refresh()
+        if collection_ids is not None and not collection_ids:
+            return []
+        r = self.c.settings.retrieval
+        with self._lock:
+            allowed = self.allowed_ids(collection_ids)
+            if allowed is not None and not allowed:
+                return []
+            searcher = HybridSearcher(self.c.embedder, self._dense, self._bm25, mode=mode or r.mode,
+                                      fusion=r.fusion, alpha=r.convex_alpha, rrf_k=r.rrf_k,
+                                      candidates=r.candidates)
+            hits = searcher.search(query, k, allowed)
+        if (mode or r.mode) != "bm25":  # the relevance gate and display use the dense similarity
+            missing = [h.chunk_id for h in hits if h.dense_score is None]
+            if missing:
+                qv = self.c.embedder.embed_query(query)
+                scores = self._dense.score(qv, missing)
+                hits = [h if h.dense_score is not None else
+                        SearchHit(h.chunk_id, h.score, scores.get(h.chunk_id), h.bm25_score) for h in hits]
+        return hits
+
+
+def hydrate(container, s: Session, hits: list[SearchHit]) -> list[Passage]:
+    """Open the text of hit chunks and attach their document, collection and position."""
+    if not hits:
+        return []
+    rows = s.execute(select(Chunk, Document, Collection.name).join(Document, Document.id == Chunk.document_id)
+                     .join(Collection, Collection.id == Document.collection_id)
+                     .where(Chunk.id.in_([h.chunk_id for h in hits]))).all()
+    by_id = {ch.id: (ch, doc, cname) for ch, doc, cname in rows}
+    out = []
+    for h in hits:
+        if h.chunk_id not in by_id:  # deleted between search and hydration
+            continue
+        ch, doc, cname = by_id[h.chunk_id]
+        dek = container.vault.data_key(s, doc.dek_id)
+        text = container.vault.open_text(dek, ch.text_sealed, "chunks", ch.document_id, ch.idx)
+        out.append(Passage(ch.id, doc.id, cname, doc.source, doc.title, ch.page, ch.sheet, ch.heading, text,
+                           h.score, h.dense_score, h.bm25_score))
+    return out

@@ -1,0 +1,62 @@
+"""Scrubbing speed (texts/s, ms per 1,000 characters) and, when given, accuracy on labelled data.
+
+    .venv/bin/python bench/pii.py --corpus ../shared/data/beir_scifact/corpus.jsonl \
+        --presidio ../shared/data/presidio_research/tests_data/generated_large.json \
+        --cluener ../shared/data/cluener2020/train.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from app.settings import PiiSettings
+from ingest.pii import build_scrubber
+from ingest.pii.evaluate import evaluate, format_report
+
+
+def speed(texts: list[str], scrub_names: bool) -> dict:
+    scrubber = build_scrubber(PiiSettings(scrub_names=scrub_names))
+    t0 = time.perf_counter()
+    scrubber.analyze("warm up: load models")
+    load_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    found = scrubber.analyze_many(texts)
+    dt = time.perf_counter() - t0
+    chars = sum(map(len, texts))
+    return {
+        "scrub_names": scrub_names, "texts": len(texts), "chars": chars, "load_s": round(load_s, 2),
+        "seconds": round(dt, 2), "texts_per_s": round(len(texts) / dt, 1),
+        "ms_per_1k_chars": round(dt * 1000 / (chars / 1000), 3), "entities": sum(map(len, found)),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--corpus", type=Path, help="JSON lines with title/text (e.g. SciFact corpus.jsonl)")
+    ap.add_argument("--limit", type=int, default=0, help="Use only the first N texts of the corpus.")
+    ap.add_argument("--presidio", type=Path, help="presidio-research generated_*.json")
+    ap.add_argument("--cluener", type=Path, help="CLUENER train.jsonl")
+    args = ap.parse_args()
+    if args.corpus:
+        texts = []
+        with args.corpus.open(encoding="utf-8") as fh:
+            for line in fh:
+                row = json.loads(line)
+                texts.append(f"{row.get('title', '')}\n{row['text']}".strip())
+                if args.limit and len(texts) >= args.limit:
+                    break
+        for names in (True, False):
+            print(json.dumps(speed(texts, names)))
+    scrubber = build_scrubber(PiiSettings())
+    if args.presidio:
+        print(f"\n== {args.presidio}\n" + format_report(evaluate(scrubber, args.presidio, "presidio")))
+    if args.cluener:
+        report = format_report(evaluate(scrubber, args.cluener, "cluener"))
+        print(f"\n== {args.cluener} (labels name, address)\n{report}")
+
+
+if __name__ == "__main__":
+    main()
