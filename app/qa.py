@@ -12,7 +12,7 @@ from app import accounts, audit
 from app.audit import Actor
 from app.errors import KbError
 from app.search_service import Passage, hydrate
-from llm.citations import check_citations
+from llm.citations import attribute_citations, check_citations
 from llm.prompt import build_messages, detect_language
 from llm.reasoning import ReasoningSplitter
 from llm.types import SourcePassage
@@ -43,6 +43,7 @@ class AskResult:
     refusal_reason: str | None = None
     citations: list[Citation] = field(default_factory=list)
     invalid_citations: list[int] = field(default_factory=list)
+    attributed: list[int] = field(default_factory=list)  # cited by kb's check, not written by the model
     passages: list[Passage] = field(default_factory=list)
     timings: dict[str, float | None] = field(default_factory=dict)
     tokens: int = 0
@@ -113,6 +114,8 @@ def ask(container, caller: Caller, question: str, k: int | None = None,
             outcome = "refused"
             yield Event("answer", res.answer)
         else:
+            if s_ret.mode != "bm25":  # passages far below the gate only distract a small model
+                res.passages = [p for p in res.passages if (p.dense_score or 0.0) >= s_ret.min_score]
             yield from _generate(container, res, s_llm, t0)
     except KbError as exc:
         outcome, error = "error", str(exc)
@@ -151,7 +154,9 @@ def _generate(container, res: AskResult, s_llm, t0: float) -> Iterator[Event]:
     res.timings["generation_ms"] = round((end - t_gen) * 1000, 1)
     res.reasoning = splitter.reasoning
     res.answer, cited, res.invalid_citations = check_citations(splitter.answer.strip(), len(res.passages))
-    for n in cited:
+    res.answer, attributed = attribute_citations(res.answer, [p.text for p in res.passages])
+    res.attributed = attributed
+    for n in sorted(set(cited) | set(attributed), key=lambda n: (cited + attributed).index(n)):
         p = res.passages[n - 1]
         res.citations.append(Citation(n, p.chunk_id, p.document_id, p.title or p.source, p.source, p.position))
 

@@ -55,7 +55,9 @@ class IngestSettings(BaseModel):
 class PiiSettings(BaseModel):
     enabled: bool = Field(True, description="Scrub personal data before chunking.")
     entities: list[str] | None = Field(
-        None, description="Entity types to scrub (default: all that kb recognizes)."
+        None,
+        description="Entity types to scrub. Default: CN_ID, PHONE, BANK_CARD, CN_USCC, PASSPORT, EMAIL, "
+        "IP_ADDRESS, IBAN, US_SSN, PERSON, ADDRESS. LOCATION and URL are recognized but opt-in.",
     )
     threshold: float = Field(0.5, description="Minimum recognizer score to scrub a span.")
     scrub_names: bool = Field(True, description="Also scrub person names (NER; less precise than identifiers).")

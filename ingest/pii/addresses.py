@@ -9,7 +9,18 @@ import re
 
 from presidio_analyzer import LocalRecognizer, RecognizerResult
 
-_STREET_TYPES_LIST = ["street", "st", "road", "rd", "avenue", "ave", "boulevard", "blvd", "drive", "dr", "lane", "ln", "way", "court", "ct", "place", "pl", "square", "sq", "terrace", "parkway", "pkwy", "highway", "hwy", "circle", "cir", "trail", "crescent", "close", "row", "alley", "plaza", "walk", "gardens", "mews", "straße", "strasse", "str", "gasse", "weg", "allee", "platz", "laan", "straat", "gracht", "vej", "gade", "gatan", "gata", "vägen", "väg", "veien", "tie", "katu", "utca", "út", "útja", "ulica", "ul", "rue", "avenida", "av", "calle", "rua", "via", "viale", "corso", "piazza", "carrer", "camino", "paseo"]
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+_STREET_TYPES_LIST = _words(
+    "street st road rd avenue ave boulevard blvd drive dr lane ln way court ct place pl "
+    "square sq terrace parkway pkwy highway hwy circle cir trail crescent close row alley "
+    "plaza walk gardens mews straße strasse str gasse weg allee platz laan straat gracht "
+    "vej gade gatan gata vägen väg veien tie katu utca út útja ulica ul rue avenida av "
+    "calle rua via viale corso piazza carrer camino paseo"
+)
 # Case matters: "Close", "Way", "Row" are streets, "close", "way", "row" are words of prose.
 _STREET_TYPES = "|".join(w.capitalize() for w in _STREET_TYPES_LIST) + "|" + "|".join(
     w.upper() for w in _STREET_TYPES_LIST if len(w) > 3

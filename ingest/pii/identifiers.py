@@ -46,7 +46,7 @@ PHONE_CONTEXT = (
 
 def cn_mobile_recognizer() -> WindowContextRecognizer:
     # +86 / 0086 optional; 11 digits 1[3-9]x, optionally grouped 3-4-4.
-    rx = r"(?<![\d+])(?:(?:\+|00)86[\s-]?)?1[3-9]\d(?:[\s-]?\d{4}){2}(?!\d)"
+    rx = r"(?<![\d+])(?:(?:\+|00)86[ \t-]?)?1[3-9]\d(?:[ \t-]?\d{4}){2}(?!\d)"
     ctx = ContextWords(before=PHONE_CONTEXT, negative=NEGATIVE_NUMBER_WORDS)
     return WindowContextRecognizer("PHONE", [Rule("cn_mobile", rx, 0.7, 0.95)], ctx, name="kb_cn_mobile")
 
@@ -54,8 +54,8 @@ def cn_mobile_recognizer() -> WindowContextRecognizer:
 def cn_landline_recognizer() -> WindowContextRecognizer:
     # Area code 0xx / 0xxx (optionally in brackets, optionally +86 without the 0), 7-8 digit subscriber
     # number not starting with 0/1, optional extension.
-    sep = r"(?:\(?0\d{2,3}\)?[\s-]|\(0\d{2,3}\)|(?:\+86|0086)[\s-]?\(?\d{2,3}\)?[\s-]?)"
-    rx_sep = rf"(?<![\d+]){sep}[2-9]\d{{2,3}}[\s-]?\d{{4}}(?:[-转]\d{{1,5}})?(?!\d)"
+    sep = r"(?:\(?0\d{2,3}\)?[ \t-]|\(0\d{2,3}\)|(?:\+86|0086)[ \t-]?\(?\d{2,3}\)?[ \t-]?)"
+    rx_sep = rf"(?<![\d+]){sep}[2-9]\d{{2,3}}[ \t-]?\d{{4}}(?:[-转]\d{{1,5}})?(?!\d)"
     rx_plain = r"(?<![\d+])0\d{2,3}[2-9]\d{6,7}(?!\d)"
     ctx = ContextWords(before=PHONE_CONTEXT, negative=NEGATIVE_NUMBER_WORDS)
     rules = [Rule("cn_landline", rx_sep, 0.6, 0.9), Rule("cn_landline_plain", rx_plain, 0.3, 0.8)]
@@ -74,12 +74,10 @@ _IPV4_SHAPE = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
 _DATE_PREFIX = re.compile(r"^(?:19|20)\d{2}[-./]\d{1,2}[-./]\d{1,2}")
 
 
-def _is_range_or_count(core: str) -> bool:
-    """'400-1000', '330 000-701 200' are ranges; '2 901 019' is a count with thousands spaces."""
-    if re.fullmatch(r"\d{1,3}(?: \d{3})+", core):
-        return True
+def _is_range(core: str) -> bool:
+    """'400-1000', '330 000-701 200' are ranges of numbers, not phones."""
     sides = re.split(r"\s*[-–]\s*", core)
-    if len(sides) == 2 and not core.startswith(("0", "+")):
+    if len(sides) == 2 and not core.startswith(("0", "+")) and all(x.replace(" ", "").isdigit() for x in sides):
         left, right = (int(x.replace(" ", "")) for x in sides)
         return left < right
     return False
@@ -93,7 +91,7 @@ def _phone_ok(value: str) -> bool:
         return False
     if _SSN_SHAPE.match(core) or _IPV4_SHAPE.match(core) or _DATE_PREFIX.match(core):
         return False
-    if _is_range_or_count(core):
+    if _is_range(core):
         return False
     if "." in core and re.search(r"[-–]", core):
         return False  # "0.55-0.92", "1457.60-2761.80": ranges of decimals, not "438.812.1525"
@@ -105,11 +103,12 @@ def intl_phone_recognizer() -> WindowContextRecognizer:
 
     A bare digit run is only a phone next to a context word (it may be an order number)."""
     grouped = (
-        r"(?<![A-Za-z0-9+./-])(?:\+\d{1,3}[\s.-]?|00\d{1,3}[\s.-])?(?:\(\d{1,5}\)[\s.-]?)?\d{1,5}"
-        r"(?:[\s.-]\d{1,8}){1,5}(?:\s?(?:x|ext\.?)\s?\d{1,6})?(?![A-Za-z0-9/:]|[.-]\d)"
+        r"(?<![A-Za-z0-9+./-])(?:\+\d{1,3}[ \t.-]?|00\d{1,3}[ \t.-])?(?:\(\d{1,5}\)[ \t.-]?)?\d{1,5}"
+        r"(?:[ \t.-]\d{1,8}){1,5}(?:\s?(?:x|ext\.?)\s?\d{1,6})?(?![A-Za-z0-9/:]|[.-]\d)"
     )
     bracketed = (
-        r"(?<![A-Za-z0-9+])(?:\+\d{1,3}[\s.-]?)?\(\d{1,5}\)\s?\d{2,5}(?:[\s.-]?\d{2,5}){0,3}(?:\s?x\d{1,6})?(?![A-Za-z0-9/])"
+        r"(?<![A-Za-z0-9+])(?:\+\d{1,3}[ \t.-]?)?\(\d{1,5}\)\s?\d{2,5}(?:[ \t.-]?\d{2,5}){0,3}"
+        r"(?:\s?x\d{1,6})?(?![A-Za-z0-9/])"
     )
     plus = r"(?<![A-Za-z0-9+])\+\d{8,14}(?![A-Za-z0-9])"
     bare = r"(?<![A-Za-z0-9+./-])\d{7,12}(?:x\d{1,6})?(?![A-Za-z0-9/]|[.-]\d)"
@@ -136,8 +135,8 @@ def _card_ok(value: str) -> bool:
 
 
 def bank_card_recognizer() -> WindowContextRecognizer:
-    rx = r"(?<![\d-])\d{4}(?:[\s-]?\d{4}){2}(?:[\s-]?\d{1,4}){1,2}(?![\d-])"
-    amex = r"(?<![\d-])3[47]\d{2}[\s-]?\d{6}[\s-]?\d{5}(?![\d-])"
+    rx = r"(?<![\d-])\d{4}(?:[ \t-]?\d{4}){2}(?:[ \t-]?\d{1,4}){1,2}(?![\d-])"
+    amex = r"(?<![\d-])3[47]\d{2}[ \t-]?\d{6}[ \t-]?\d{5}(?![\d-])"
     ctx = ContextWords(
         before=("卡号", "银行卡", "信用卡", "借记卡", "储蓄卡", "银联", "账号", "帐号", "户名", "card", "cc",
                 "visa", "mastercard", "unionpay", "account", "debit", "credit"),

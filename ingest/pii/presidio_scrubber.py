@@ -68,7 +68,8 @@ class PresidioScrubber:
                 PiiEntity(_PRESIDIO_TO_KB.get(r.entity_type, r.entity_type), r.start, r.end, round(r.score, 3))
                 for r in results
             ]
-            out.append(resolve_overlaps([e for e in found if not _negated(text, e)]))
+            kept = [e for e in found if not _negated(text, e) and _plausible(text, e)]
+            out.append(resolve_overlaps(kept))
         return out
 
     def scrub_many(self, texts: Iterable[str]) -> list[ScrubResult]:
@@ -98,6 +99,14 @@ def _negated(text: str, entity: PiiEntity) -> bool:
 
         _negative_context = ContextWords(negative=NEGATIVE_NUMBER_WORDS)
     return _negative_context.negated(text, entity.start)
+
+
+def _plausible(text: str, entity: PiiEntity) -> bool:
+    """The small English model calls gene and chemical names PERSON ("TRF2", "SiO2", "microm2")."""
+    if entity.type != "PERSON":
+        return True
+    value = text[entity.start : entity.end]
+    return not any(c.isdigit() for c in value) and not (value.isupper() and len(value) <= 5)
 
 
 _engines: dict[tuple[str, bool], tuple] = {}

@@ -1,0 +1,116 @@
+"""The auditor's view of the audit log: filtered listing, one record with its passages, CSV, chain checks.
+
+The listing, detail and verification functions live in app.audit; this module adapts them for the
+page, keeps the time and result of the last chain check for every session of the process, and says
+plainly when the installed app.audit does not provide them yet.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from app import audit
+from app.errors import KbError
+from app.search_service import Passage, hydrate
+from retrieval.types import SearchHit
+
+NOT_AVAILABLE = ("The query log viewer needs the audit query functions (app.audit.query / get / verify), "
+                 "which this installation does not have yet. `kb audit` on the server may help meanwhile.")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass(frozen=True)
+class ChainCheck:
+    ok: bool
+    checked: int
+    first_bad_seq: int | None
+    problem: str | None
+    last_seq: int | None
+    seconds: float
+    at: float  # time.time() of the check
+
+
+_last_check: ChainCheck | None = None
+_check_lock = threading.Lock()
+
+
+def available() -> bool:
+    return all(hasattr(audit, f) for f in ("query", "get", "verify"))
+
+
+def _require() -> None:
+    if not available():
+        raise KbError(NOT_AVAILABLE)
+
+
+def entries(container, viewer: tuple[str, str], *, actor: str | None = None, since: datetime | None = None,
+            until: datetime | None = None, contains: str | None = None, kind: str | None = None,
+            limit: int = 200, offset: int = 0) -> list[Any]:
+    _require()
+    with container.sessions() as s:
+        return list(audit.query(s, container.vault, actor=actor or None, since=since, until=until,
+                                contains=contains or None, kind=kind or None, limit=limit, offset=offset,
+                                viewer=viewer))
+
+
+def entry(container, viewer: tuple[str, str], seq: int) -> Any:
+    _require()
+    with container.sessions() as s:
+        return audit.get(s, container.vault, seq, viewer=viewer)
+
+
+def retrieved_passages(container, details: dict[str, Any]) -> list[tuple[dict[str, Any], Passage | None]]:
+    """Each retrieved chunk of a query record with its text today (None when the chunk was deleted since)."""
+    retrieved = [r for r in (details or {}).get("retrieved", []) if isinstance(r, dict) and "chunk_id" in r]
+    if not retrieved:
+        return []
+    hits = [SearchHit(int(r["chunk_id"]), float(r.get("score") or 0.0), r.get("dense"), None) for r in retrieved]
+    with container.sessions() as s:
+        found = {p.chunk_id: p for p in hydrate(container, s, hits)}
+    return [(r, found.get(int(r["chunk_id"]))) for r in retrieved]
+
+
+def verify(container) -> ChainCheck:
+    """Verify the whole chain now and remember the result for every session of this process."""
+    global _last_check
+    _require()
+    with _check_lock, container.sessions() as s:
+        t0 = time.perf_counter()
+        rep = audit.verify(s)
+        check = ChainCheck(bool(rep.ok), int(rep.checked), rep.first_bad_seq, rep.problem, rep.last_seq,
+                           float(getattr(rep, "seconds", None) or time.perf_counter() - t0), time.time())
+        _last_check = check
+        return check
+
+
+def last_check() -> ChainCheck | None:
+    return _last_check
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    text = value.isoformat() if isinstance(value, datetime) else (
+        json.dumps(value, ensure_ascii=False, sort_keys=True) if isinstance(value, dict | list) else str(value))
+    # A spreadsheet would run a cell starting with these as a formula (CSV injection).
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+CSV_COLUMNS = ("seq", "created_at", "kind", "action", "actor", "actor_role", "client", "target", "outcome",
+               "question", "answer", "reason", "hash", "details")
+
+
+def to_csv(views: list[Any]) -> bytes:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(CSV_COLUMNS)
+    for v in views:
+        w.writerow([_cell(getattr(v, c, None)) for c in CSV_COLUMNS])
+    return buf.getvalue().encode("utf-8-sig")  # the BOM makes spreadsheet programs read UTF-8

@@ -1,0 +1,116 @@
+"""Sign-in, lockout, idle timeout and which pages each role may open."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from datetime import timedelta
+
+from app import accounts, audit
+from app.audit import Actor
+from app.errors import KbError
+from app.models import User
+
+# Page keys in navigation order. The UI maps each key to a page; nothing else decides access.
+CHAT, DOCUMENTS, USERS, QUERY_LOG = "chat", "documents", "users", "query_log"
+ROLE_PAGES: dict[str, tuple[str, ...]] = {
+    "staff": (CHAT,),
+    "admin": (CHAT, DOCUMENTS, USERS),
+    "auditor": (QUERY_LOG,),  # plus Chat when the auditor has been granted a collection
+}
+GENERIC_FAILURE = "Wrong user name or password."
+
+
+class LoginError(KbError):
+    """Sign-in refused; the message is safe to show (it never says whether the user exists)."""
+
+
+@dataclass(frozen=True)
+class SessionUser:
+    name: str
+    role: str
+    can_chat: bool
+    signed_in_at: float
+    last_seen: float
+
+    @property
+    def pages(self) -> tuple[str, ...]:
+        return allowed_pages(self.role, self.can_chat)
+
+
+def allowed_pages(role: str, can_chat: bool) -> tuple[str, ...]:
+    pages = ROLE_PAGES.get(role, ())
+    if role == "auditor" and can_chat:
+        pages = (CHAT, *pages)
+    return pages
+
+
+def may_open(user: SessionUser | None, page: str) -> bool:
+    return user is not None and page in user.pages
+
+
+def _actor(name: str | None, role: str | None) -> Actor:
+    return Actor(name, role, "ui")
+
+
+def _locked(user: User | None) -> bool:
+    return user is not None and accounts.UserView.of(user).locked
+
+
+def _can_chat(session, user: User) -> bool:
+    return user.role != "auditor" or bool(accounts.readable_collection_ids(session, user))
+
+
+def sign_in(container, name: str, password: str, client: str | None = None) -> SessionUser:
+    """A signed-in session, or LoginError. Every attempt is written to the audit log; a lockout too."""
+    name = (name or "").strip()
+    if not name or not password:
+        raise LoginError("Enter your user name and password.")
+    ui = container.settings.ui
+    details = {"client_addr": client} if client else {}
+    with container.sessions.begin() as s:
+        user = s.query(User).filter(User.name == name).one_or_none()
+        was_locked = _locked(user)
+        ok = accounts.authenticate(s, name, password, ui.lockout_attempts, timedelta(minutes=ui.lockout_minutes))
+        if ok is not None:
+            audit.append(s, container.vault, kind="admin", action="login.ok", target=ok.name,
+                         actor=_actor(ok.name, ok.role), details=details)
+            now = time.time()
+            return SessionUser(ok.name, ok.role, _can_chat(s, ok), now, now)
+        locked_now = _locked(user)
+        why = ("disabled" if user is not None and user.disabled else
+               "locked" if was_locked else "bad password" if user is not None else "unknown user")
+        audit.append(s, container.vault, kind="admin", action="login.failed", outcome="denied",
+                     target=name[:120], actor=_actor(None, None), details={**details, "why": why})
+        if locked_now and not was_locked:
+            audit.append(s, container.vault, kind="admin", action="login.locked", outcome="denied",
+                         target=name[:120], actor=_actor(None, None),
+                         details={**details, "attempts": ui.lockout_attempts, "minutes": ui.lockout_minutes})
+    if locked_now:
+        # Saying so only after the right number of failures tells an attacker nothing new, and
+        # tells the real user why the right password stopped working.
+        raise LoginError(f"Too many failed attempts: this account is locked for {ui.lockout_minutes} minutes. "
+                         "An administrator can unlock it by resetting the password.")
+    raise LoginError(GENERIC_FAILURE)
+
+
+def touch(container, user: SessionUser, now: float | None = None) -> SessionUser | None:
+    """The session brought up to date, or None when it has been idle too long or the account is gone.
+
+    Role, disabled flag and grants are read again on every page view, so an admin's change takes
+    effect at the user's next click rather than at their next sign-in.
+    """
+    now = time.time() if now is None else now
+    if now - user.last_seen > container.settings.ui.session_minutes * 60:
+        return None
+    with container.sessions() as s:
+        row = s.query(User).filter(User.name == user.name).one_or_none()
+        if row is None or row.disabled:
+            return None
+        return replace(user, role=row.role, can_chat=_can_chat(s, row), last_seen=now)
+
+
+def sign_out(container, user: SessionUser, reason: str = "logout") -> None:
+    with container.sessions.begin() as s:
+        audit.append(s, container.vault, kind="admin", action=f"session.{reason}", target=user.name,
+                     actor=_actor(user.name, user.role))

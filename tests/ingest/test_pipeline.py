@@ -1,0 +1,123 @@
+"""Ingestion end to end with real files, the real scrubber and the real embedder."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from app import documents
+from app.models import Chunk, Document, IndexEvent, Job
+from ingest.submit import submit_paths
+from ingest.types import TERMINAL
+from ingest.worker import Worker
+from tests.conftest import FIXTURES
+
+DOCS = FIXTURES / "docs"
+EXPECTED = {  # file -> status a user must see
+    "pypdf/encryption/r6-user-password.pdf": "needs_password",
+    "unstructured/pdf/password.pdf": "needs_password",
+    "unstructured/password_protected.xlsx": "needs_password",
+    "unstructured/eml/fake-encrypted.eml": "needs_password",
+    "unstructured/pdf/single_table.pdf": "empty",
+    "unstructured/eml/empty.eml": "empty",
+    "unstructured/empty.xlsx": "empty",
+    "corrupt.pdf": "failed",
+    "unstructured/handbook-1p.docx": "indexed",
+    "unstructured/stanley-cups.xlsx": "indexed",
+    "pypdf/crazyones.pdf": "indexed",
+    "unstructured/fake-email-attachment.msg": "indexed",
+}
+
+
+def _copy_fixtures(dst: Path) -> Path:
+    shutil.copytree(DOCS, dst)
+    good = (DOCS / "pypdf" / "crazyones.pdf").read_bytes()
+    (dst / "corrupt.pdf").write_bytes(good[: len(good) // 3] + b"\x00garbage")  # truncated mid-stream
+    return dst
+
+
+def ingest(container, folder: Path, collection: str = "docs") -> list:
+    items = list(submit_paths(container, [folder], collection))
+    Worker(container).run_once()
+    return items
+
+
+@pytest.mark.slow
+def test_real_fixture_batch_ends_in_terminal_statuses(container, tmp_path):
+    folder = _copy_fixtures(tmp_path / "batch")
+    submitted = ingest(container, folder)
+    assert len(submitted) >= 40
+    with container.sessions() as s:
+        views = {v.source.split("/", 1)[1]: v for v in documents.list_documents(s)}
+        assert all(v.status in TERMINAL for v in views.values()), {k: v.status for k, v in views.items()}
+        for name, status in EXPECTED.items():
+            assert views[name].status == status, (name, views[name].status, views[name].reason)
+        assert "OCR" in views["unstructured/pdf/single_table.pdf"].reason
+        assert views["corrupt.pdf"].reason
+        indexed = [v for v in views.values() if v.status == "indexed"]
+        assert len(indexed) >= 25
+        assert all(v.n_chunks > 0 for v in indexed)
+        assert s.scalar(select(func.count()).select_from(Chunk)) == sum(v.n_chunks for v in indexed)
+        assert s.scalar(select(func.count()).select_from(Job).where(Job.state != "done")) == 0
+
+    # Re-ingesting the unchanged folder adds nothing.
+    again = ingest(container, folder)
+    assert {x.outcome for x in again} == {"unchanged"}
+    with container.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Document)) == len(submitted)
+
+    # A changed file replaces its old version: old chunks go, new ones come, one current row.
+    (folder / "unstructured" / "umlauts-utf8.md").write_text("# Neue Fassung\n\nDie Kündigungsfrist beträgt drei "
+                                                             "Monate zum Quartalsende.", encoding="utf-8")
+    changed = ingest(container, folder)
+    assert [x.outcome for x in changed if x.outcome != "unchanged"] == ["queued"]
+    with container.sessions() as s:
+        rows = s.scalars(select(Document).where(Document.source.endswith("umlauts-utf8.md"))
+                         .order_by(Document.version)).all()
+        assert [r.version for r in rows] == [1, 2]
+        assert [r.current for r in rows] == [False, True]
+        assert rows[1].status == "indexed"
+        assert s.scalar(select(func.count()).select_from(Chunk).where(Chunk.document_id == rows[0].id)) == 0
+
+
+@pytest.mark.slow
+def test_pii_is_scrubbed_before_chunks_are_stored(container, tmp_path):
+    folder = tmp_path / "pii"
+    folder.mkdir()
+    (folder / "case.txt").write_text(
+        "患者张伟，身份证号110101199003071234，手机13912345678。Contact john.doe@example.com about the claim.",
+        encoding="utf-8")
+    ingest(container, folder)
+    with container.sessions() as s:
+        doc = s.scalars(select(Document)).one()
+        chunk = s.scalars(select(Chunk)).one()
+        text = container.vault.open_text(container.vault.data_key(s, doc.dek_id), chunk.text_sealed, "chunks",
+                                         doc.id, 0)
+    assert doc.pii_found >= 3
+    for secret in ("13912345678", "john.doe@example.com"):
+        assert secret not in text
+    assert "<PHONE>" in text or "<CN_PHONE>" in text
+
+
+def test_killed_worker_job_is_reclaimed_exactly_once(container, tmp_path):
+    """Simulates a worker that died mid-document: its lease expires and another worker finishes the job."""
+    from ingest import queue
+
+    folder = tmp_path / "k"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"note{i}.txt").write_text(f"Policy note {i}: travel must be approved in advance. " * 20)
+    list(submit_paths(container, [folder], "k"))
+    with container.sessions() as s:
+        dead = queue.claim(s, "dead-worker", lease_seconds=-1)  # claimed, then the worker vanished
+    assert dead is not None
+    Worker(container).run_once()
+    with container.sessions() as s:
+        assert {d.status for d in s.scalars(select(Document))} == {"indexed"}
+        adds = s.scalars(select(IndexEvent.document_id).where(IndexEvent.op == "add")).all()
+        assert sorted(adds) == sorted(set(adds))  # each document indexed exactly once
+        with pytest.raises(queue.LeaseLost):  # the dead worker can no longer complete it
+            queue.complete(s, dead)
