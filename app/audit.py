@@ -338,9 +338,9 @@ def verify(session: Session, *, batch: int = 5000, expect_head: tuple[int, str] 
     t0 = time.perf_counter()
     stmt = select(AuditRecord.__table__).order_by(AuditRecord.__table__.c.seq).execution_options(yield_per=batch)
     first = prev = None
-    failure: tuple[Any, Any] | None = None  # (previous row, offending row), diagnosed after the walk
+    failure: tuple[Any, _Copy] | None = None  # (previous row, offending row), diagnosed after the walk
     anchors: dict[int, str] = {}  # purged_through_seq -> hash of that record, from intact anchors
-    head_seen = False
+    head_hash: str | None = None  # the stored hash at expect_head's seq
     checked = 0
     for part in session.execute(stmt).partitions():
         for row in part:
@@ -348,37 +348,42 @@ def verify(session: Session, *, batch: int = 5000, expect_head: tuple[int, str] 
             intact = _self_ok(row)
             if first is None:
                 first = _Copy.of(row)
+                if not intact:
+                    failure = (None, first)
             elif failure is None and (row.seq != prev.seq + 1 or row.prev_hash != prev.hash or not intact):
                 failure = (prev, _Copy.of(row))
-            if failure is None and not intact:
-                failure = (None, _Copy.of(row))  # the first record itself
-            if intact and row.kind == "anchor":
+            if intact and row.kind == "anchor":  # keep walking after a failure: anchors decide the start
                 d = row.details or {}
                 if isinstance(d.get("purged_through_seq"), int) and isinstance(d.get("purged_through_hash"), str):
                     anchors[d["purged_through_seq"]] = d["purged_through_hash"]
             if expect_head and row.seq == expect_head[0]:
-                head_seen = row.hash == expect_head[1]
-                if not head_seen and failure is None:
-                    failure = (prev, _Copy.of(row))
-            prev = _Copy.of(row) if failure is not None and failure[1].seq == row.seq else row
-    last = prev
+                head_hash = row.hash
+            prev = row
     bad_seq, problem = None, None
     if first is not None:
         bad_seq, problem = _check_start(first, anchors)
     if bad_seq is None and failure is not None:
-        bad_seq, problem = _diagnose(session, *failure, expect_head)
-    if bad_seq is None and expect_head and not head_seen:
-        exp_seq = expect_head[0]
-        if first is None or exp_seq >= first.seq:
-            bad_seq, problem = exp_seq, (f"missing: record {exp_seq} with the expected head hash is not in the log "
-                                         "(the tail of the log was removed or rewritten)")
+        bad_seq, problem = _diagnose(session, *failure)
+    if bad_seq is None and expect_head is not None:
+        bad_seq, problem = _check_head(expect_head, head_hash, first)
     seconds = time.perf_counter() - t0
     return VerifyReport(
         ok=bad_seq is None, checked=checked, first_bad_seq=bad_seq, problem=problem,
-        last_seq=last.seq if last is not None else None, last_hash=last.hash if last is not None else None,
+        last_seq=prev.seq if prev is not None else None, last_hash=prev.hash if prev is not None else None,
         seconds=round(seconds, 4), first_seq=first.seq if first is not None else None,
         records_per_s=round(checked / seconds, 1) if seconds > 0 else 0.0,
     )
+
+
+def _check_head(expect: tuple[int, str], found: str | None, first: _Copy | None) -> tuple[int | None, str | None]:
+    seq, want = expect
+    if found is None:
+        if first is not None and seq < first.seq:
+            return None, None  # purged since it was recorded: nothing left to compare
+        return seq, f"missing: record {seq}, the expected head, is not in the log (its tail was cut)"
+    if found != want:
+        return seq, f"altered: record {seq} has another hash than the expected head (the log was rewritten)"
+    return None, None
 
 
 def _check_start(first: _Copy, anchors: dict[int, str]) -> tuple[int | None, str | None]:
@@ -388,24 +393,23 @@ def _check_start(first: _Copy, anchors: dict[int, str]) -> tuple[int | None, str
         return None, None
     anchored = anchors.get(first.seq - 1)
     if anchored is None:
-        return first.seq, (f"missing: records before seq {first.seq} are not in the log and no purge anchor "
-                           "records their removal")
+        # The first missing record follows the furthest purge that does account for what is gone.
+        gone_from = max((b for b in anchors if b < first.seq), default=0) + 1
+        return gone_from, (f"missing: record(s) {gone_from}..{first.seq - 1} are not in the log and no purge "
+                           "anchor records their removal")
     if first.prev_hash != anchored:
         return first.seq, (f"missing: seq {first.seq} does not link to the hash the purge anchor recorded for "
                            f"seq {first.seq - 1}")
     return None, None
 
 
-def _diagnose(session: Session, prev: _Copy | None, row: _Copy,
-              expect_head: tuple[int, str] | None) -> tuple[int, str]:
+def _diagnose(session: Session, prev: Any, row: _Copy) -> tuple[int, str]:
     intact = _self_ok(row)
-    if expect_head and row.seq == expect_head[0] and intact and row.hash != expect_head[1] and (
-            prev is None or (row.prev_hash == prev.hash and row.seq == prev.seq + 1)):
-        return row.seq, "altered: its hash differs from the expected head (the log was rewritten from here on)"
     if not intact:
         original = _original_seq(session, row)
         if original is not None and original != row.seq:
-            return row.seq, f"reordered: the record stored as seq {row.seq} was written as seq {original}"
+            return min(row.seq, original), (f"reordered: the record stored as seq {row.seq} was written as "
+                                            f"seq {original}")
     if prev is not None and row.seq != prev.seq + 1:
         gap = f"{prev.seq + 1}" if row.seq == prev.seq + 2 else f"{prev.seq + 1}..{row.seq - 1}"
         return prev.seq + 1, f"missing: record(s) {gap} were removed (seq jumps from {prev.seq} to {row.seq})"

@@ -1,0 +1,47 @@
+"""kb pii scan."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from app.cli import Ctx, pass_ctx
+
+
+@click.group()
+def pii() -> None:
+    """Find and redact personal data (what ingestion does before chunking)."""
+
+
+@pii.command("scan")
+@click.argument("file", default="-")
+@click.option("--jsonl", "jsonl", is_flag=True, help="Input is JSON lines with a `text` field.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per input line.")
+@pass_ctx
+def pii_scan(ctx: Ctx, file: str, jsonl: bool, as_json: bool) -> None:
+    """Scan FILE (or - for stdin) and print the entities found and the redacted text.
+
+    Plain text is scanned as a whole; with --jsonl each line's `text` is one input.
+    """
+    from app.errors import KbError
+    from ingest.pii.scan import read_jsonl, scan_texts
+
+    if jsonl:
+        texts = read_jsonl(file)
+    else:
+        try:
+            texts = [sys.stdin.read() if file == "-" else open(file, encoding="utf-8").read()]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise KbError(f"Cannot read {file}: {exc}") from None
+    for item in scan_texts(ctx.container.scrubber, texts):
+        if as_json:
+            click.echo(json.dumps(item, ensure_ascii=False))
+            continue
+        for e in item["entities"]:
+            click.echo(f"{e['type']:12} {e['start']:>6}-{e['end']:<6} score {e['score']:.2f}")
+        click.echo(item["redacted"])
+
+
+COMMANDS = [pii]

@@ -1,0 +1,169 @@
+"""The product in a real browser: admin uploads, staff asks, auditor finds the question.
+
+Runs `kb serve` (worker + UI) with the real embedder, PII scrubber and SmolLM2, and drives
+headless Debian chromium with Playwright. Screenshots of every page go to test-artifacts/e2e/.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import ARTIFACTS, USERS
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+DOCS = [FIXTURES / "docs" / "pypdf" / "crazyones.pdf", FIXTURES / "docs" / "unstructured" / "handbook-1p.docx"]
+XSS_DOC = FIXTURES / "ui" / "parking-note.txt"
+QUESTION = "Who appoints and supervises standing trustees?"
+XSS_QUESTION = "When are parking permits renewed?"
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def sign_in(page, url: str, user: str) -> None:
+    page.goto(url)
+    page.get_by_label("User name", exact=True).fill(user)
+    page.get_by_label("Password", exact=True).fill(USERS[user])
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_text(f"{user} ·").wait_for()
+
+
+def sign_out(page) -> None:
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("button", name="Sign in").wait_for()
+
+
+def wait_app_idle(page) -> None:
+    """Streamlit shows a 'running' indicator while a script runs; wait until it is gone."""
+    page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
+
+
+def ask(page, question: str) -> None:
+    box = page.get_by_placeholder("Ask a question about your documents")
+    box.fill(question)
+    box.press("Enter")
+    page.get_by_test_id("stChatMessage").filter(has_text=question).wait_for()
+    wait_app_idle(page)
+
+
+def assert_inert(page) -> None:
+    """Nothing from the documents or the model ran or became a live element."""
+    assert page.dialogs == [], f"a dialog opened: {page.dialogs}"
+    assert page.evaluate("window.__kbxss === undefined"), "injected script ran"
+    main = page.locator("[data-testid='stMain']")
+    assert main.locator("script").count() == 0
+    assert main.locator("img[src='x']").count() == 0
+    assert main.locator("img[src*='example.invalid']").count() == 0
+    assert main.locator("a[href^='javascript']").count() == 0
+    assert main.locator("[onerror]").count() == 0
+
+
+def test_admin_uploads_staff_asks_auditor_reviews(kb_server, browser_page):
+    page, url = browser_page, kb_server["url"]
+    started = time.monotonic()
+
+    # --- sign-in page, and a wrong password is refused -------------------------------------
+    page.goto(url)
+    page.get_by_role("button", name="Sign in").wait_for()
+    shot(page, "01-login")
+    page.get_by_label("User name", exact=True).fill("admin")
+    page.get_by_label("Password", exact=True).fill("not-the-password")
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_text("Wrong user name or password.").wait_for()
+
+    # --- admin: create the staff user, upload documents, wait until indexed ----------------
+    sign_in(page, url, "admin")
+    nav = page.get_by_test_id("stSidebarNav")
+    for title in ("Chat", "Documents", "Users & access"):
+        assert nav.get_by_text(title, exact=True).is_visible()
+    assert nav.get_by_text("Query log").count() == 0
+
+    nav.get_by_text("Users & access").click()
+    page.get_by_role("heading", name="Users & access").wait_for()
+    form = page.get_by_test_id("stForm").filter(has_text="Add a user")
+    form.get_by_label("User name", exact=True).fill("sam")
+    form.get_by_label("Password", exact=True).fill(USERS["sam"])
+    form.get_by_role("button", name="Add user").click()
+    page.get_by_text("User sam added.").wait_for()
+    wait_app_idle(page)
+    shot(page, "02-users")
+
+    nav.get_by_text("Documents").click()
+    page.get_by_role("heading", name="Documents").wait_for()
+    page.locator("input[type=file]").set_input_files([str(p) for p in [*DOCS, XSS_DOC]])
+    for p in [*DOCS, XSS_DOC]:
+        page.get_by_text(p.name).first.wait_for()
+    page.get_by_role("button", name="Upload and index").click()
+    page.get_by_text(re.compile(r"3 file\(s\) received into “handbook”: 3 queued")).wait_for(timeout=60_000)
+    page.get_by_text(re.compile(r"Last upload: 3 of 3 file\(s\) processed — all done")).wait_for(timeout=150_000)
+    wait_app_idle(page)
+    shot(page, "03-documents")
+    indexed = page.get_by_test_id("stMetric").filter(has_text="Indexed").get_by_test_id("stMetricValue")
+    assert indexed.inner_text().strip() == "3", f"indexed: {indexed.inner_text()}\n{kb_server['log'].read_text()}"
+    sign_out(page)
+
+    # --- staff: only Chat; ask, see a cited answer and open the citation ------------------
+    sign_in(page, url, "sam")
+    assert page.get_by_test_id("stSidebarNav").count() == 0 or \
+        page.get_by_test_id("stSidebarNav").get_by_text("Documents").count() == 0
+    page.goto(f"{url}/documents")  # not registered for staff: lands on Chat, never on Documents
+    page.get_by_role("heading", name="Ask the documents").wait_for()
+    assert page.get_by_role("heading", name="Documents").count() == 0
+    ask(page, QUESTION)
+    answer = page.get_by_test_id("stChatMessage").nth(1)
+    sources = answer.get_by_test_id("stExpander")
+    assert sources.count() >= 1, answer.inner_text()
+    assert answer.get_by_text("Sources — open one to see the passage").count() == 1, answer.inner_text()
+    body = answer.get_by_test_id("stMarkdown").first.inner_text()
+    assert re.search(r"\[\d+\]", body), f"no citation marker in the answer: {body!r}"
+    first = sources.first
+    assert "handbook-1p.docx" in first.inner_text()
+    first.locator("summary").click()
+    first.get_by_text("United States Trustee", exact=False).first.wait_for()
+    shot(page, "04-chat-cited")
+
+    # --- the XSS document is shown as text in the chat and in the citation view -----------
+    ask(page, XSS_QUESTION)
+    turn = page.get_by_test_id("stChatMessage").nth(3)
+    expanders = turn.get_by_test_id("stExpander")
+    assert expanders.count() >= 1, turn.inner_text()
+    for i in range(expanders.count()):
+        expanders.nth(i).locator("summary").click()
+    turn.get_by_text("<script>", exact=False).first.wait_for()
+    assert "javascript:" in turn.inner_text()
+    assert "onerror" in turn.inner_text()
+    assert_inert(page)
+    shot(page, "05-chat-xss-inert")
+    sign_out(page)
+
+    # --- auditor: only Query log; the chain is verified and the question is there --------
+    sign_in(page, url, "audrey")
+    page.get_by_role("heading", name="Query log").wait_for()
+    page.goto(f"{url}/users")  # not registered for an auditor
+    page.get_by_role("heading", name="Query log").wait_for()
+    page.get_by_text("Chain intact").wait_for()
+    page.get_by_label("Text in question or answer").fill("trustees")
+    page.get_by_label("Text in question or answer").press("Enter")
+    wait_app_idle(page)
+    page.get_by_text("Question", exact=True).wait_for()
+    page.get_by_test_id("stMarkdown").filter(has_text=QUESTION).first.wait_for()
+    page.get_by_text("Retrieved passages").wait_for()
+    shot(page, "06-query-log")
+    assert_inert(page)
+    assert time.monotonic() - started < 300
+
+    # --- kb serve stops the UI and the worker cleanly on SIGTERM --------------------------
+    proc = kb_server["proc"]
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=40) == 0
+    log = kb_server["log"].read_text()
+    assert "kb stopped" in log and "worker stopped" in log, log[-3000:]

@@ -1,0 +1,108 @@
+"""Chat: ask questions of the collections you may read; streamed, cited answers."""
+
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from app import qa
+from app.errors import KbError
+from app.web import chat, session
+from ui import common
+from ui.chat_turns import Turn, render_answer, turn_from
+from ui.safe_text import safe_label, safe_markdown
+
+CHAT_KEY = "kb_chat"  # this browser session's conversation: a list of Turn
+PENDING_KEY = "kb_chat_pending"  # a question picked from the history, asked on this run
+REFRESH_S = 0.08  # at most ~12 redraws a second while streaming
+
+
+def ask_and_stream(user: session.SessionUser, question: str, collection_ids: set[int]) -> Turn:
+    c = common.container()
+    status, slot = st.empty(), st.empty()
+    status.caption("Searching your documents…")
+    answer, last = "", 0.0
+    try:
+        caller = qa.caller_for(c, user.name, "ui")
+        for ev in qa.ask(c, caller, question, collections=collection_ids):
+            if ev.kind == "passages":
+                status.caption("Writing the answer…")
+            elif ev.kind == "reasoning":
+                if ev.moved:  # what was shown as answer was reasoning after all
+                    answer = ""
+                status.caption("Thinking…")
+            elif ev.kind == "answer":
+                answer += ev.text
+                if time.monotonic() - last > REFRESH_S:
+                    slot.markdown(safe_markdown(answer) + " ▌")
+                    last = time.monotonic()
+            elif ev.kind == "done" and ev.result is not None:
+                status.empty()
+                slot.empty()
+                return turn_from(ev.result)
+    except KbError as exc:
+        turn = Turn(question, error=str(exc))
+    except Exception:
+        common.log.exception("answering failed")
+        turn = Turn(question, error="The answer could not be produced because of an internal error. "
+                                    "The server log has the details.")
+    else:
+        turn = Turn(question, error="The answer ended unexpectedly; please ask again.")
+    status.empty()
+    slot.empty()
+    return turn
+
+
+def sidebar(user: session.SessionUser, collections: list[tuple[int, str]]) -> set[int]:
+    with st.sidebar:
+        names = {name: cid for cid, name in collections}
+        picked = st.multiselect("Search in", list(names), default=list(names), key="chat_collections",
+                                help="Only collections you have been granted are listed.")
+        if st.button("New conversation", icon=":material/add_comment:", width="stretch"):
+            st.session_state[CHAT_KEY] = []
+        st.markdown("**Your recent questions**")
+        try:
+            history = chat.past_questions(common.container(), user.name, limit=15)
+        except Exception:
+            common.log.exception("could not read question history")
+            history = []
+        if not history:
+            st.caption("Questions you ask appear here.")
+        for item in history:
+            if st.button(safe_label(item.question, 60), key=f"hist_{item.seq}", help=common.fmt_time(item.created_at),
+                         width="stretch", type="tertiary"):
+                st.session_state[PENDING_KEY] = item.question
+    return {names[n] for n in picked}
+
+
+user = common.require(session.CHAT)
+st.title("Ask the documents")
+collections = chat.readable_collections(common.container(), user.name)
+selected = sidebar(user, collections)
+turns: list[Turn] = st.session_state.setdefault(CHAT_KEY, [])
+
+if not collections:
+    st.info("You have no access to any collection yet. Ask an administrator to grant you one.")
+elif not turns:
+    st.caption("Answers come only from the documents in the collections you can read, with numbered sources. "
+               "When the documents do not cover a question, kb says so instead of guessing.")
+
+for turn in turns:
+    with st.chat_message("user"):
+        st.markdown(safe_markdown(turn.question))
+    with st.chat_message("assistant"):
+        render_answer(turn)
+
+typed = st.chat_input("Ask a question about your documents", disabled=not collections, max_chars=qa.MAX_QUESTION_CHARS)
+question = typed or st.session_state.pop(PENDING_KEY, None)
+if question and collections:
+    with st.chat_message("user"):
+        st.markdown(safe_markdown(question))
+    with st.chat_message("assistant"):
+        if not selected:
+            turn = Turn(question, error="Pick at least one collection to search in (left).")
+        else:
+            turn = ask_and_stream(user, question, selected)
+        render_answer(turn)
+    turns.append(turn)

@@ -1,0 +1,116 @@
+"""Documents (admin): upload files or a zipped folder, follow the queue, retry or delete."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app.web import library, session
+from ui import common
+from ui.safe_text import safe_label
+
+BATCH_KEY = "kb_last_batch"  # document ids of this session's last upload
+NEW = "➕ New collection…"
+STATUS_LABEL = {
+    "queued": "⏳ queued", "processing": "⚙️ processing", "indexed": "✅ indexed", "failed": "❌ failed",
+    "needs_password": "🔒 needs password", "empty": "∅ empty", "duplicate": "⧉ duplicate",
+    "unsupported": "🚫 unsupported", "too_large": "📦 too large",
+}
+PENDING = ("queued", "processing")
+
+
+def upload_form(user: session.SessionUser) -> None:
+    c = common.container()
+    names = library.collection_names(c)
+    with st.form("upload", clear_on_submit=True):
+        files = st.file_uploader("Files, or a .zip of a whole folder", accept_multiple_files=True,
+                                 help=f"At most {c.settings.ui.max_upload_mb:g} MB per file. Zip archives are "
+                                      "unpacked; Office, PDF, e-mail, web, text and table files are read.")
+        left, right = st.columns(2)
+        choice = left.selectbox("Collection", [*names, NEW], index=names.index("default") if "default" in names else 0)
+        new_name = right.text_input("New collection name", placeholder="only when creating one")
+        go = st.form_submit_button("Upload and index", type="primary", icon=":material/upload:")
+    if not go:
+        return
+    if not files:
+        st.warning("Choose at least one file.")
+        return
+    collection = new_name.strip() if choice == NEW else choice
+    with common.user_errors("The upload"), st.spinner(f"Storing {len(files)} file(s)…"):
+        uploads = [library.Upload(f.name, f) for f in files]
+        results = library.save_uploads(c, uploads, collection, user)
+        st.session_state[BATCH_KEY] = [r.document_id for r in results if r.document_id]
+        queued = sum(r.outcome == "queued" for r in results)
+        unchanged = sum(r.outcome == "unchanged" for r in results)
+        st.success(f"{len(results)} file(s) received into “{safe_label(collection)}”: {queued} queued for indexing"
+                   + (f", {unchanged} unchanged (already there)" if unchanged else "") + ".")
+        refused = [r for r in results if r.outcome not in ("queued", "unchanged")]
+        for r in refused:
+            st.warning(safe_label(f"{r.source}: {STATUS_LABEL.get(r.outcome, r.outcome)} — {r.reason or ''}", 300))
+
+
+@st.fragment(run_every=3)
+def live_queue(name: str, status: str, collection: str) -> None:
+    """Counts, the last upload's progress and the document table, refreshed every few seconds."""
+    common.require(session.DOCUMENTS)
+    c = common.container()
+    counts = library.counts(c)
+    cols = st.columns(5)
+    cols[0].metric("Indexed", counts.get("indexed", 0))
+    cols[1].metric("Waiting", counts.get("queued", 0))
+    cols[2].metric("Processing", counts.get("processing", 0))
+    cols[3].metric("Failed", counts.get("failed", 0))
+    cols[4].metric("Other", sum(v for k, v in counts.items() if k not in ("indexed", "queued", "processing",
+                                                                           "failed")))
+    batch = library.docs_by_id(c, st.session_state.get(BATCH_KEY, []))
+    if batch:
+        done, total = library.progress(batch)
+        st.progress(done / total, text=f"Last upload: {done} of {total} file(s) processed"
+                    + (" — all done" if done == total else " (updates live)"))
+    rows = library.list_docs(c, name, status, collection)
+    if not rows:
+        st.caption("No documents match." if (name or status or collection) else "No documents yet: upload some above.")
+        return
+    st.dataframe(
+        [{"id": d.id, "file": d.source, "collection": d.collection, "status": STATUS_LABEL.get(d.status, d.status),
+          "reason": d.reason or "", "chunks": d.n_chunks, "size_kb": round(d.size / 1024, 1),
+          "uploaded_by": d.uploaded_by or "", "updated": common.fmt_time(d.updated_at)} for d in rows],
+        hide_index=True, width="stretch",
+        column_config={"id": st.column_config.NumberColumn(width="small"),
+                       "reason": st.column_config.TextColumn(width="large")})
+
+
+def actions(user: session.SessionUser, name: str, status: str, collection: str) -> None:
+    c = common.container()
+    rows = library.list_docs(c, name, status, collection)
+    if not rows:
+        return
+    with st.expander("Retry or delete a document", icon=":material/build:"):
+        options = {d.id: d for d in rows}
+        picked = st.selectbox("Document", list(options),
+                              format_func=lambda i: f"#{i} · {options[i].source} ({options[i].status})")
+        doc = options[picked]
+        left, right = st.columns(2)
+        if left.button("Retry", icon=":material/refresh:", disabled=doc.status in PENDING,
+                       help="Process the stored original again (after a fix or a new setting)."):
+            with common.user_errors("Retry"):
+                library.retry_doc(c, doc.id, user)
+                st.toast(f"Document #{doc.id} queued again.")
+        sure = right.checkbox("I want to delete it", key=f"sure_{doc.id}")
+        if right.button("Delete", icon=":material/delete:", disabled=not sure, type="primary"):
+            with common.user_errors("Delete"):
+                library.delete_doc(c, doc.id, user)
+                st.toast(f"Deleted document #{doc.id}.")
+                st.rerun()
+
+
+user = common.require(session.DOCUMENTS)
+st.title("Documents")
+upload_form(user)
+st.subheader("Queue and library")
+f1, f2, f3 = st.columns([2, 1, 1])
+name_filter = f1.text_input("Search by name", placeholder="part of a file name or title", key="doc_search")
+status_filter = f2.selectbox("Status", ["", *STATUS_LABEL], format_func=lambda s: STATUS_LABEL.get(s, "any status"))
+collection_filter = f3.selectbox("Collection", ["", *library.collection_names(common.container())],
+                                 format_func=lambda s: s or "all collections")
+live_queue(name_filter, status_filter, collection_filter)
+actions(user, name_filter, status_filter, collection_filter)
