@@ -25,7 +25,7 @@ Progress = Callable[[str, int, int], None]
 def write_corpus(corpus: Mapping[str, Mapping[str, str]], folder: Path) -> None:
     """One Markdown file per document: the title as heading, so chunks carry it."""
     folder.mkdir(parents=True, exist_ok=True)
-    for i, (doc_id, doc) in enumerate(corpus.items()):
+    for i, doc in enumerate(corpus.values()):
         title, text = (doc.get("title") or "").strip(), (doc.get("text") or "").strip()
         # a neutral file name (ids may hold path characters); the id map is kept by source name
         (folder / f"d{i:07d}.md").write_text((f"# {title}\n\n" if title else "") + text, encoding="utf-8")

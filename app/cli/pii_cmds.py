@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -32,7 +33,7 @@ def pii_scan(ctx: Ctx, file: str, jsonl: bool, as_json: bool) -> None:
         texts = read_jsonl(file)
     else:
         try:
-            texts = [sys.stdin.read() if file == "-" else open(file, encoding="utf-8").read()]
+            texts = [sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")]
         except (OSError, UnicodeDecodeError) as exc:
             raise KbError(f"Cannot read {file}: {exc}") from None
     for item in scan_texts(ctx.container.scrubber, texts):
