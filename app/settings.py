@@ -49,6 +49,9 @@ class IngestSettings(BaseModel):
     embed_batch: int = Field(64, description="Passages embedded per batch.")
     lease_seconds: int = Field(300, description="A claimed job returns to the queue if its worker is silent this long.")
     poll_seconds: float = Field(2.0, description="How often an idle worker looks for new jobs.")
+    claim_batch: int = Field(
+        16, description="Jobs a worker takes at once; their chunks are embedded together (small files go faster)."
+    )
     max_attempts: int = Field(3, description="A job that crashes its worker this often is marked failed.")
 
 

@@ -41,63 +41,90 @@ class StageTimes:
         return t
 
 
+@dataclass
+class Prepared:
+    """A parsed, scrubbed and chunked document waiting for its vectors."""
+
+    claim: queue.Claim
+    doc_id: int
+    collection_id: int
+    dek: bytes
+    title: str | None
+    format: str
+    content_hmac: str
+    pii_found: int
+    chunks: list
+
+
 def process(container: Container, claim: queue.Claim, times: StageTimes | None = None) -> DocStatus | None:
     """Run one claimed job to a terminal status. Returns None if another worker took the job over."""
+    return process_batch(container, [claim], times)[0]
+
+
+def process_batch(container: Container, claims: list[queue.Claim],
+                  times: StageTimes | None = None) -> list[DocStatus | None]:
+    """Run claimed jobs to terminal statuses, embedding all their chunks in one batch (small documents
+    would otherwise each pay a whole model call). Each document is still written in its own transaction."""
     times = times if times is not None else StageTimes()
-    c, s_ing = container, container.settings.ingest
-    try:
-        with c.sessions() as s:
-            doc = s.get(Document, claim.document_id)
-            if doc is None:  # deleted while queued
-                queue.complete(s, claim)
-                s.commit()
-                return None
-            if claim.attempts > s_ing.max_attempts:
-                raise IngestError(DocStatus.failed,
-                                  f"processing stopped the worker {claim.attempts - 1} times; check the file")
-            dek = c.vault.data_key(s, doc.dek_id)
-            source, doc_id, collection_id = doc.source, doc.id, doc.collection_id
+    results: dict[int, DocStatus | None] = {}
+    ready: list[Prepared] = []
+    lease = container.settings.ingest.lease_seconds
+    renewed = time.monotonic()
+    for i, claim in enumerate(claims):
+        if time.monotonic() - renewed > lease / 3:  # large files: keep the rest of the batch ours
+            _renew_all(container, claims[i:])
+            renewed = time.monotonic()
+        prep = _guard(container, claim, lambda claim=claim: prepare(container, claim, times))
+        if isinstance(prep, Prepared):
+            ready.append(prep)
+        else:
+            results[claim.job_id] = prep
+    if ready:
         t = time.perf_counter()
-        data = blobs.load(c.settings.blobs_dir, dek, doc_id, doc.blob_name or "")
-        parsed = parse(data, source)
-        t = times.add("parse", t)
-        content_hmac = c.vault.content_hmac(parsed.text)
-        with c.sessions() as s:
-            dup = _duplicate_of(s, collection_id, content_hmac, source)
-        if dup is not None:
-            raise IngestError(DocStatus.duplicate, f"same text as {dup.source} (document {dup.id})")
-        scrubbed, pii_found = _scrub(c, parsed.sections)
-        t = times.add("scrub", t)
-        emb = c.embedder
-        chunks = chunk_sections(scrubbed, emb.token_spans, s_ing.chunk_tokens, s_ing.chunk_overlap,
-                                title=parsed.title)
-        if not chunks:
-            raise IngestError(DocStatus.empty, "no text left after parsing")
-        t = times.add("chunk", t)
-        with c.sessions() as s:
-            queue.renew(s, claim, s_ing.lease_seconds)
-        vectors = emb.embed_passages([ch.text for ch in chunks])
+        try:
+            with container.sessions() as s:
+                for prep in ready:
+                    queue.renew(s, prep.claim, container.settings.ingest.lease_seconds)
+            vectors = container.embedder.embed_passages([ch.text for p in ready for ch in p.chunks])
+        except Exception as exc:  # a lost lease or a model error: settle each document on its own
+            log.warning("batch embedding failed (%s); retrying documents one by one", exc)
+            vectors = None
         t = times.add("embed", t)
-        with c.sessions() as s:
-            rows = [
-                Chunk(document_id=doc_id, collection_id=collection_id, idx=ch.idx,
-                      text_sealed=c.vault.seal(dek, ch.text, "chunks", doc_id, ch.idx),
-                      vector_sealed=c.vault.seal(dek, np.asarray(vec, dtype="<f4").tobytes(), "vectors", doc_id,
-                                                 ch.idx),
-                      page=ch.page, sheet=ch.sheet, heading=(ch.heading or "")[:500] or None, n_tokens=ch.n_tokens)
-                for ch, vec in zip(chunks, vectors, strict=True)
-            ]
-            s.add_all(rows)
-            s.flush()
-            s.add(IndexEvent(op="add", document_id=doc_id, chunk_ids=[r.id for r in rows]))
-            _finish(c, s, claim, doc_id, DocStatus.indexed, None, title=parsed.title, fmt=parsed.format,
-                    content_hmac=content_hmac, n_chunks=len(rows), pii_found=pii_found)
-            s.commit()
+        offset = 0
+        for prep in ready:
+            n = len(prep.chunks)
+            if vectors is None:
+                results[prep.claim.job_id] = _guard(
+                    container, prep.claim, lambda prep=prep: write(container, prep, _embed_one(container, prep),
+                                                                   times))
+            else:
+                vecs = vectors[offset:offset + n]
+                results[prep.claim.job_id] = _guard(container, prep.claim,
+                                                    lambda prep=prep, vecs=vecs: write(container, prep, vecs, times))
+            offset += n
         times.add("write", t)
-        times.documents += 1
-        times.chunks += len(chunks)
-        times.characters += sum(len(x.text) for x in scrubbed)
-        return DocStatus.indexed
+    return [results[c.job_id] for c in claims]
+
+
+def _renew_all(container: Container, claims: list[queue.Claim]) -> None:
+    for claim in claims:
+        try:
+            with container.sessions() as s:
+                queue.renew(s, claim, container.settings.ingest.lease_seconds)
+        except queue.LeaseLost:
+            pass  # that document will be dropped when we try to finish it
+
+
+def _embed_one(container: Container, prep: Prepared) -> np.ndarray:
+    with container.sessions() as s:
+        queue.renew(s, prep.claim, container.settings.ingest.lease_seconds)
+    return container.embedder.embed_passages([ch.text for ch in prep.chunks])
+
+
+def _guard(c: Container, claim: queue.Claim, step):
+    """Run a step; turn a problem with the file into its terminal status, never into a crash."""
+    try:
+        return step()
     except queue.LeaseLost:
         log.warning("job %s was taken over by another worker; dropping our work", claim.job_id)
         return None
@@ -106,6 +133,63 @@ def process(container: Container, claim: queue.Claim, times: StageTimes | None =
     except Exception as exc:  # one bad file never stops the batch
         log.exception("document %s failed", claim.document_id)
         return _terminal(c, claim, DocStatus.failed, _short_reason(exc))
+
+
+def prepare(container: Container, claim: queue.Claim, times: StageTimes) -> Prepared | None:
+    """Parse, check for duplicates, scrub and chunk. Raises IngestError for files that cannot be indexed."""
+    c, s_ing = container, container.settings.ingest
+    with c.sessions() as s:
+        doc = s.get(Document, claim.document_id)
+        if doc is None:  # deleted while queued
+            queue.complete(s, claim)
+            s.commit()
+            return None
+        if claim.attempts > s_ing.max_attempts:
+            raise IngestError(DocStatus.failed,
+                              f"processing stopped the worker {claim.attempts - 1} times; check the file")
+        dek = c.vault.data_key(s, doc.dek_id)
+        source, doc_id, collection_id, blob_name = doc.source, doc.id, doc.collection_id, doc.blob_name
+    t = time.perf_counter()
+    data = blobs.load(c.settings.blobs_dir, dek, doc_id, blob_name or "")
+    parsed = parse(data, source)
+    t = times.add("parse", t)
+    content_hmac = c.vault.content_hmac(parsed.text)
+    with c.sessions() as s:
+        dup = _duplicate_of(s, collection_id, content_hmac, source)
+    if dup is not None:
+        raise IngestError(DocStatus.duplicate, f"same text as {dup.source} (document {dup.id})")
+    scrubbed, pii_found = _scrub(c, parsed.sections)
+    t = times.add("scrub", t)
+    chunks = chunk_sections(scrubbed, c.embedder.token_spans, s_ing.chunk_tokens, s_ing.chunk_overlap,
+                            title=parsed.title)
+    if not chunks:
+        raise IngestError(DocStatus.empty, "no text left after parsing")
+    times.add("chunk", t)
+    times.characters += sum(len(x.text) for x in scrubbed)
+    return Prepared(claim, doc_id, collection_id, dek, parsed.title, parsed.format, content_hmac, pii_found, chunks)
+
+
+def write(c: Container, prep: Prepared, vectors: np.ndarray, times: StageTimes) -> DocStatus:
+    """Chunks, vectors, index event, final status and job completion: one transaction."""
+    doc_id, dek = prep.doc_id, prep.dek
+    with c.sessions() as s:
+        rows = [
+            Chunk(document_id=doc_id, collection_id=prep.collection_id, idx=ch.idx,
+                  text_sealed=c.vault.seal(dek, ch.text, "chunks", doc_id, ch.idx),
+                  vector_sealed=c.vault.seal(dek, np.asarray(vec, dtype="<f4").tobytes(), "vectors", doc_id,
+                                             ch.idx),
+                  page=ch.page, sheet=ch.sheet, heading=(ch.heading or "")[:500] or None, n_tokens=ch.n_tokens)
+            for ch, vec in zip(prep.chunks, vectors, strict=True)
+        ]
+        s.add_all(rows)
+        s.flush()
+        s.add(IndexEvent(op="add", document_id=doc_id, chunk_ids=[r.id for r in rows]))
+        _finish(c, s, prep.claim, doc_id, DocStatus.indexed, None, title=prep.title, fmt=prep.format,
+                content_hmac=prep.content_hmac, n_chunks=len(rows), pii_found=prep.pii_found)
+        s.commit()
+    times.documents += 1
+    times.chunks += len(rows)
+    return DocStatus.indexed
 
 
 def _scrub(c: Container, sections: list[Section]) -> tuple[list[Section], int]:

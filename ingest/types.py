@@ -13,7 +13,7 @@ class DocStatus(StrEnum):
     indexed = "indexed"
     duplicate = "duplicate"
     empty = "empty"
-    needs_password = "needs_password"
+    needs_password = "needs_password"  # noqa: S105 - a status name, not a secret
     unsupported = "unsupported"
     too_large = "too_large"
     failed = "failed"

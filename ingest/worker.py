@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from app.container import Container
 from ingest import queue
-from ingest.pipeline import StageTimes, process
+from ingest.pipeline import StageTimes, process_batch
 from ingest.types import DocStatus
 
 log = logging.getLogger(__name__)
@@ -32,16 +32,21 @@ class Worker:
     def run_once(self, on_done: Callable[[int, DocStatus | None], None] | None = None) -> int:
         """Process jobs until none is claimable. Returns how many were processed."""
         n = 0
-        lease = self.container.settings.ingest.lease_seconds
+        cfg = self.container.settings.ingest
         while not self.stop.is_set():
+            claims = []
             with self.container.sessions() as s:
-                claim = queue.claim(s, self.name, lease)
-            if claim is None:
+                while len(claims) < cfg.claim_batch:
+                    claim = queue.claim(s, self.name, cfg.lease_seconds)
+                    if claim is None:
+                        break
+                    claims.append(claim)
+            if not claims:
                 return n
-            status = process(self.container, claim, self.times)
-            n += 1
-            if on_done:
-                on_done(claim.document_id, status)
+            for claim, status in zip(claims, process_batch(self.container, claims, self.times), strict=True):
+                n += 1
+                if on_done:
+                    on_done(claim.document_id, status)
         return n
 
     def run_forever(self) -> None:

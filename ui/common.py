@@ -19,6 +19,7 @@ from app.web.session import SessionUser
 log = logging.getLogger("kb.ui")
 USER_KEY = "kb_user"
 NOTICE_KEY = "kb_notice"
+FLASH_KEY = "kb_flash"  # a success message that survives the rerun after a change
 
 
 @st.cache_resource(show_spinner=False)
@@ -90,3 +91,14 @@ def fmt_time(ts) -> str:
     if ts is None:
         return ""
     return ts.astimezone().strftime("%Y-%m-%d %H:%M:%S") if hasattr(ts, "astimezone") else str(ts)
+
+
+def flash(message: str) -> None:
+    """Show ``message`` (already inert Markdown) once, on the next run of the page."""
+    st.session_state[FLASH_KEY] = message
+
+
+def show_flash() -> None:
+    message = st.session_state.pop(FLASH_KEY, None)
+    if message:
+        st.success(message, icon=":material/check_circle:")

@@ -85,8 +85,10 @@ def test_parse_time_accepts_dates_times_and_ages():
     assert parse_time("2026-01-31", end_of_day=True) == datetime(2026, 2, 1, tzinfo=UTC)
     assert parse_time("2026-01-31T08:00") == datetime(2026, 1, 31, 8, tzinfo=UTC)
     assert parse_time("2026-01-31T08:00+08:00") == datetime(2026, 1, 31, 0, tzinfo=UTC)
-    age = datetime.now(UTC) - parse_time("7d")
-    assert timedelta(days=7) <= age < timedelta(days=7, seconds=5)
+    t0 = datetime.now(UTC)
+    got = parse_time("7d")
+    assert t0 - timedelta(days=7) <= got <= datetime.now(UTC) - timedelta(days=7)
+    assert parse_time(" 12h") < parse_time("30m") < datetime.now(UTC)
     assert parse_time(None) is None
     with pytest.raises(KbError, match="Cannot read the time"):
         parse_time("last tuesday")

@@ -86,6 +86,20 @@ def kb_server(tmp_path_factory, smollm2) -> Iterator[dict]:
     (ARTIFACTS / "serve.log").write_bytes(log_path.read_bytes())
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """On a failure, keep a screenshot of what the browser showed."""
+    outcome = yield
+    report = outcome.get_result()
+    page = item.funcargs.get("browser_page") if hasattr(item, "funcargs") else None
+    if report.when == "call" and report.failed and page is not None:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        try:
+            page.screenshot(path=str(ARTIFACTS / f"FAILED-{item.name}.png"), full_page=True)
+        except Exception as exc:  # the browser may be gone
+            report.sections.append(("screenshot", f"no failure screenshot: {exc}"))
+
+
 @pytest.fixture(scope="module")
 def browser_page(tmp_path_factory):
     """One chromium page with a fresh profile; dialogs (alert) are recorded, never accepted silently."""

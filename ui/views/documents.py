@@ -11,9 +11,9 @@ from ui.safe_text import safe_label
 BATCH_KEY = "kb_last_batch"  # document ids of this session's last upload
 NEW = "➕ New collection…"
 STATUS_LABEL = {
-    "queued": "⏳ queued", "processing": "⚙️ processing", "indexed": "✅ indexed", "failed": "❌ failed",
-    "needs_password": "🔒 needs password", "empty": "∅ empty", "duplicate": "⧉ duplicate",
-    "unsupported": "🚫 unsupported", "too_large": "📦 too large",
+    "queued": "queued", "processing": "processing…", "indexed": "indexed", "failed": "FAILED",
+    "needs_password": "needs password", "empty": "empty (no text)", "duplicate": "duplicate",
+    "unsupported": "unsupported format", "too_large": "too large",
 }
 PENDING = ("queued", "processing")
 
@@ -94,17 +94,19 @@ def actions(user: session.SessionUser, name: str, status: str, collection: str) 
                        help="Process the stored original again (after a fix or a new setting)."):
             with common.user_errors("Retry"):
                 library.retry_doc(c, doc.id, user)
-                st.toast(f"Document #{doc.id} queued again.")
+                common.flash(f"Document #{doc.id} queued again.")
+                st.rerun()
         sure = right.checkbox("I want to delete it", key=f"sure_{doc.id}")
         if right.button("Delete", icon=":material/delete:", disabled=not sure, type="primary"):
             with common.user_errors("Delete"):
                 library.delete_doc(c, doc.id, user)
-                st.toast(f"Deleted document #{doc.id}.")
+                common.flash(f"Deleted document #{doc.id} ({safe_label(doc.source)}).")
                 st.rerun()
 
 
 user = common.require(session.DOCUMENTS)
 st.title("Documents")
+common.show_flash()
 upload_form(user)
 st.subheader("Queue and library")
 f1, f2, f3 = st.columns([2, 1, 1])

@@ -38,7 +38,7 @@ def users_tab(admin: session.SessionUser) -> None:
                 pw = people.create_user(c, admin, name, role, password or None)
                 if not password:
                     st.session_state[SHOW_ONCE_KEY] = (name.strip(), pw)
-                st.toast(f"User {name.strip()} added.")
+                common.flash(f"User {safe_label(name.strip())} added.")
                 st.rerun()
     with right:
         st.markdown("**Change a user**")
@@ -50,10 +50,12 @@ def users_tab(admin: session.SessionUser) -> None:
         if b1.button("Save role", disabled=new_role == target.role):
             with common.user_errors("Changing the role"):
                 people.set_role(c, admin, picked, new_role)
+                common.flash(f"{safe_label(picked)} is now {new_role}.")
                 st.rerun()
         if b2.button("Enable" if target.disabled else "Disable"):
             with common.user_errors("Changing the account"):
                 people.set_disabled(c, admin, picked, not target.disabled)
+                common.flash(f"{safe_label(picked)} is now {'enabled' if target.disabled else 'disabled'}.")
                 st.rerun()
         if b3.button("Reset password", help="Generates a new password and unlocks the account."):
             with common.user_errors("Resetting the password"):
@@ -75,6 +77,7 @@ def access_tab(admin: session.SessionUser) -> None:
         if st.form_submit_button("Create", icon=":material/create_new_folder:"):
             with common.user_errors("Creating the collection"):
                 people.create_collection(c, admin, name, description)
+                common.flash(f"Collection {safe_label(name.strip())} created.")
                 st.rerun()
     if not cols:
         return
@@ -92,6 +95,7 @@ def access_tab(admin: session.SessionUser) -> None:
     if grant:
         with common.user_errors("Granting access"):
             people.grant(c, admin, collection, write=write, **target)
+            common.flash(f"Granted {safe_label(collection)} to {safe_label(next(iter(target.values())))}.")
             st.rerun()
     if revoke:
         with common.user_errors("Revoking access"):
@@ -99,11 +103,13 @@ def access_tab(admin: session.SessionUser) -> None:
             if not n:
                 st.info("There was no such grant.")
             else:
+                common.flash(f"Revoked {safe_label(collection)} from {safe_label(next(iter(target.values())))}.")
                 st.rerun()
 
 
 admin = common.require(session.USERS)
 st.title("Users & access")
+common.show_flash()
 users, access = st.tabs(["Users", "Collections and grants"])
 with users:
     users_tab(admin)
