@@ -79,9 +79,11 @@ def check_citations(answer: str, n_passages: int) -> tuple[str, list[int], list[
 # words from one passage is marked with that passage, so the reader can still check the source.
 _SENTENCE = re.compile(r"[^.!?。！？\n]+[.!?。！？]*")
 _WORD = re.compile(r"[\u4e00-\u9fff]|[^\W_]+", re.UNICODE)
-_STOP = frozenset(
-    ["a", "an", "the", "of", "to", "in", "on", "and", "or", "is", "are", "was", "were", "be", "been", "it", "its", "this", "that", "for", "with", "as", "at", "by", "from", "which", "who", "what", "when", "how", "do", "does", "did", "not", "no", "can", "may", "will", "shall", "should", "would", "could", "their", "there", "they", "he", "she", "we", "you", "i", "document", "documents", "passage", "passages", "according", "states", "said", "says"]
-)
+_STOP = frozenset((
+    "a an the of to in on and or is are was were be been it its this that for with as at by from which "
+    "who what when how do does did not no can may will shall should would could their there they he she "
+    "we you i document documents passage passages according states said says "
+).split())
 
 
 def _content_words(text: str) -> list[str]:
