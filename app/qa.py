@@ -11,7 +11,7 @@ from typing import Any
 from app import accounts, audit
 from app.audit import Actor
 from app.errors import KbError
-from app.search_service import Passage, hydrate
+from app.search_service import Passage, embedder_knows, hydrate, lexical_coverage
 from llm.citations import attribute_citations, check_citations
 from llm.prompt import build_messages, detect_language
 from llm.reasoning import ReasoningSplitter
@@ -105,17 +105,18 @@ def ask(container, caller: Caller, question: str, k: int | None = None,
             res.passages = hydrate(container, s, hits)
         res.timings["retrieval_ms"] = round((time.perf_counter() - t0) * 1000, 1)
         yield Event("passages")
+        relevant = _relevant(res.passages, question, s_ret)
         best = max((p.dense_score or 0.0 for p in res.passages), default=0.0)
-        if not res.passages or (s_ret.mode != "bm25" and best < s_ret.min_score):
+        if not relevant:
             res.refused = True
-            res.refusal_reason = ("no passages in the collections you can read" if not res.passages
-                                  else f"best passage similarity {best:.2f} is below {s_ret.min_score}")
+            res.refusal_reason = ("no passages in the collections you can read" if not res.passages else
+                                  f"no passage is relevant enough (best similarity {best:.2f}, gate "
+                                  f"{s_ret.min_score}; word-overlap gate {s_ret.min_coverage} for other languages)")
             res.answer = NO_BASIS[detect_language(question)]
             outcome = "refused"
             yield Event("answer", res.answer)
         else:
-            if s_ret.mode != "bm25":  # passages far below the gate only distract a small model
-                res.passages = [p for p in res.passages if (p.dense_score or 0.0) >= s_ret.min_score]
+            res.passages = relevant  # passages below the gate only distract a small model
             yield from _generate(container, res, s_llm, t0)
     except KbError as exc:
         outcome, error = "error", str(exc)
@@ -127,6 +128,14 @@ def ask(container, caller: Caller, question: str, k: int | None = None,
         res.timings["total_ms"] = round((time.perf_counter() - t0) * 1000, 1)
         _record(container, caller, res, outcome, error)
     yield Event("done", result=res)
+
+
+def _relevant(passages: list[Passage], question: str, r) -> list[Passage]:
+    """Passages that pass the relevance gate: dense similarity, or word overlap where the embedder does not
+    know the question's language (or in BM25-only mode)."""
+    if r.mode == "bm25" or not embedder_knows(r, question):
+        return [p for p in passages if lexical_coverage(question, p.text) >= r.min_coverage]
+    return [p for p in passages if (p.dense_score or 0.0) >= r.min_score]
 
 
 def _generate(container, res: AskResult, s_llm, t0: float) -> Iterator[Event]:

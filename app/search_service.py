@@ -9,6 +9,7 @@ caller may read are candidates, so no k can leak a chunk of another collection.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -235,9 +236,9 @@ class SearchIndex:
             allowed = self.allowed_ids(collection_ids)
             if allowed is not None and not allowed:
                 return []
+            alpha = r.convex_alpha if embedder_knows(r, query) else r.cross_language_alpha
             searcher = HybridSearcher(self.c.embedder, self._dense, self._bm25, mode=mode or r.mode,
-                                      fusion=r.fusion, alpha=r.convex_alpha, rrf_k=r.rrf_k,
-                                      candidates=r.candidates)
+                                      fusion=r.fusion, alpha=alpha, rrf_k=r.rrf_k, candidates=r.candidates)
             hits = searcher.search(query, k, allowed)
         if (mode or r.mode) != "bm25":  # the relevance gate and display use the dense similarity
             missing = [h.chunk_id for h in hits if h.dense_score is None]
@@ -247,6 +248,27 @@ class SearchIndex:
                 hits = [h if h.dense_score is not None else
                         SearchHit(h.chunk_id, h.score, scores.get(h.chunk_id), h.bm25_score) for h in hits]
         return hits
+
+
+def embedder_knows(r, text: str) -> bool:
+    """Whether the embedder understands the language of ``text`` (MiniLM does not read Chinese)."""
+    from llm.prompt import detect_language
+
+    return detect_language(text) in r.embedder_languages
+
+
+def lexical_coverage(query: str, passage: str) -> float:
+    """Share of the query's distinct search terms that occur in the passage."""
+    tok = _tokenizer()
+    terms = set(tok(query))
+    return len(terms & set(tok(passage))) / len(terms) if terms else 0.0
+
+
+@functools.cache
+def _tokenizer():
+    from retrieval.tokenize import Tokenizer
+
+    return Tokenizer()
 
 
 def hydrate(container, s: Session, hits: list[SearchHit]) -> list[Passage]:

@@ -65,6 +65,12 @@ class PiiSettings(BaseModel):
     threshold: float = Field(0.5, description="Minimum recognizer score to scrub a span.")
     scrub_names: bool = Field(True, description="Also scrub person names (NER; less precise than identifiers).")
     spacy_model: str = Field("en_core_web_sm", description="spaCy pipeline package for English NER.")
+    name_ner: Literal["cued", "capitalized", "off"] = Field(
+        "cued",
+        description="Where spaCy NER looks for English names besides the name lexicon: 'cued' only in "
+        "sentences where the lexicon or a cue saw a possible name (fast), 'capitalized' in every sentence "
+        "with a capitalised word inside (about 3x slower, a little more recall), 'off' never.",
+    )
 
 
 class RetrievalSettings(BaseModel):
@@ -84,6 +90,16 @@ class RetrievalSettings(BaseModel):
         "hybrid", description="Which indexes answer a query: dense vectors, BM25, or both fused."
     )
     fusion: Literal["rrf", "convex"] = Field("convex", description="How dense and BM25 rankings are combined.")
+    embedder_languages: list[str] = Field(
+        ["en"], description="Languages the embedder understands ('en', 'zh'). Questions in other languages lean on "
+        "BM25 (cross_language_alpha) and pass the relevance gate on word overlap instead of similarity.",
+    )
+    cross_language_alpha: float = Field(
+        0.2, description="Dense weight in convex fusion for questions in a language the embedder does not know."
+    )
+    min_coverage: float = Field(
+        0.5, description="For such questions: share of the question's words the best passage must contain."
+    )
     convex_alpha: float = Field(
         0.5, description="Weight of the dense score in convex fusion (best measured on SciFact: 0.5-0.6)."
     )

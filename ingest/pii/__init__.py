@@ -20,6 +20,7 @@ def _presidio(settings: PiiSettings) -> Scrubber:
         threshold=settings.threshold,
         scrub_names=settings.scrub_names,
         spacy_model=settings.spacy_model,
+        name_ner=settings.name_ner,
     )
 
 

@@ -218,3 +218,24 @@ def ip_recognizer() -> WindowContextRecognizer:
     ctx = ContextWords(before=("ip", "ipv4", "ipv6", "address", "host", "server", "地址"))
     rules = [Rule("ipv4", v4, 0.6, 0.9, _ip_ok), Rule("ipv6", v6, 0.7, 0.95, lambda v: v.count(":") >= 2 and _ip_ok(v))]
     return WindowContextRecognizer("IP_ADDRESS", rules, ctx)
+
+
+# ---------------------------------------------------------------- US social security numbers
+def _ssn_ok(value: str) -> bool:
+    """Same separator throughout; no all-zero group; area never 000/666/9xx; not the published samples."""
+    seps = {c for c in value if not c.isdigit()}
+    d = _digits(value)
+    if len(seps) > 1 or len(d) != 9 or len(set(d)) == 1:
+        return False
+    if d[:3] in ("000", "666") or d[0] == "9" or d[3:5] == "00" or d[5:] == "0000":
+        return False
+    return d not in ("123456789", "078051120")
+
+
+def us_ssn_recognizer() -> WindowContextRecognizer:
+    grouped = r"(?<![\w.-])\d{3}([- .])\d{2}\1\d{4}(?![\w-]|\.\d)"
+    bare = r"(?<![\w.-])\d{9}(?![\w-]|\.\d)"
+    ctx = ContextWords(before=("ssn", "ssns", "social security", "social", "security number", "ssid"),
+                       negative=NEGATIVE_NUMBER_WORDS, window_before=40)
+    rules = [Rule("ssn_grouped", grouped, 0.5, 0.9, _ssn_ok), Rule("ssn_bare", bare, 0.1, 0.7, _ssn_ok)]
+    return WindowContextRecognizer("US_SSN", rules, ctx, name="kb_us_ssn")

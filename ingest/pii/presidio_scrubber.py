@@ -1,5 +1,13 @@
-"""The default Scrubber: Presidio's AnalyzerEngine with our recognizers, a few of Presidio's built-ins
-and spaCy NER for English names; typed placeholders keep scrubbed text useful for retrieval."""
+"""The default Scrubber: our Presidio recognizers (structured identifiers with checksums and
+character-window context, addresses, Chinese and English names from cues and a name lexicon) and spaCy
+NER for the English names the lexicon does not know; typed placeholders keep scrubbed text useful for
+retrieval.
+
+The recognizers are Presidio ``EntityRecognizer``s, but they run directly rather than through
+Presidio's AnalyzerEngine: the engine needs a spaCy Doc of every text for its token-based context
+enhancer, which our character-window context makes unnecessary, and that tokenization cost more than
+all our patterns together.
+"""
 
 from __future__ import annotations
 
@@ -10,22 +18,19 @@ from ingest.pii.entities import NER_ENTITIES, resolve_entities
 from ingest.pii.redact import redact, resolve_overlaps
 from ingest.types import PiiEntity, ScrubResult
 
-# Presidio's names for the built-ins we use -> ours.
-_PRESIDIO_TO_KB = {
-    "CREDIT_CARD": "BANK_CARD",
-    "IBAN_CODE": "IBAN",
-    "US_SSN": "US_SSN",
-    "IP_ADDRESS": "IP_ADDRESS",
-    "PERSON": "PERSON",
-    "LOCATION": "LOCATION",
-}
-_KB_TO_PRESIDIO = {v: k for k, v in _PRESIDIO_TO_KB.items()}
-# spaCy labels -> Presidio entity names (everything else the model emits is ignored).
+# spaCy labels -> our types (everything else the model emits is ignored).
 _SPACY_LABELS = {"PERSON": "PERSON", "GPE": "LOCATION", "LOC": "LOCATION", "FAC": "LOCATION"}
+NER_SCORE = 0.85  # what Presidio's SpacyRecognizer gives a spaCy entity
+# Lexicon candidates this weak still send their sentence to NER (which may confirm them).
+_NER_CUE_SCORE = 0.2
+NER_MODES = ("cued", "capitalized", "off")
 
 
 class PresidioScrubber:
-    """Thread-safe after the first call; the engine and spaCy model load on first use, once."""
+    """Thread-safe after the first call; recognizers and the spaCy model load on first use, once.
+
+    name_ner: where spaCy NER reads: "cued" only sentences where the name lexicon or a cue saw a
+    possible name, "capitalized" every sentence with a capitalised word inside, "off" never."""
 
     def __init__(
         self,
@@ -33,13 +38,20 @@ class PresidioScrubber:
         threshold: float = 0.5,
         scrub_names: bool = True,
         spacy_model: str = "en_core_web_sm",
+        name_ner: str = "cued",
     ):
+        from app.errors import ConfigError
+
+        if name_ner not in NER_MODES:
+            raise ConfigError(f"Unknown KB_PII__NAME_NER {name_ner!r}: use one of {', '.join(NER_MODES)}.")
         self.entities = resolve_entities(entities, scrub_names)
         self.threshold = threshold
         self.spacy_model = spacy_model
-        self.use_ner = bool(NER_ENTITIES & set(self.entities))
-        self._engine = None
-        self._nlp_engine = None
+        wants_ner = bool(NER_ENTITIES & set(self.entities))
+        # LOCATION comes from NER alone, so it needs NER on every capitalised sentence.
+        self.name_ner = "capitalized" if "LOCATION" in self.entities and wants_ner else name_ner
+        self.use_ner = wants_ner and self.name_ner != "off"
+        self._recognizers = None
         self._lock = threading.Lock()
 
     # -- Scrubber protocol
@@ -53,35 +65,64 @@ class PresidioScrubber:
     # -- batch helpers (spaCy is faster on batches)
     def analyze_many(self, texts: Iterable[str]) -> list[list[PiiEntity]]:
         texts = list(texts)
-        engine, nlp_engine = self._load()
-        presidio_entities = list(self.entities) + [_KB_TO_PRESIDIO[e] for e in self.entities if e in _KB_TO_PRESIDIO]
-        out = []
-        for text, artifacts in zip(texts, nlp_engine.artifacts_for(texts), strict=True):
-            if not text.strip():
-                out.append([])
-                continue
-            results = engine.analyze(
-                text, language="en", entities=presidio_entities, nlp_artifacts=artifacts,
-                score_threshold=self.threshold,
-            )
-            found = [
-                PiiEntity(_PRESIDIO_TO_KB.get(r.entity_type, r.entity_type), r.start, r.end, round(r.score, 3))
-                for r in results
-            ]
-            kept = [e for e in found if not _negated(text, e) and _plausible(text, e)]
-            out.append(resolve_overlaps(kept))
-        return out
+        recognizers, nlp = self._load()
+        wanted = list(self.entities)
+        names = "PERSON" in self.entities
+        found: list[list[PiiEntity]] = []
+        cues: list[list[int]] = []
+        for text in texts:
+            entities: list[PiiEntity] = []
+            positions: list[int] = []
+            if text.strip():
+                for rec in recognizers:
+                    for r in rec.analyze(text, wanted, None):
+                        if r.score >= self.threshold:
+                            entities.append(PiiEntity(r.entity_type, r.start, r.end, round(r.score, 3)))
+                            if r.entity_type == "PERSON":
+                                positions.append(r.start)
+                if names:
+                    from ingest.pii.names_lexicon import find_names
+
+                    for c in find_names(text, min_score=_NER_CUE_SCORE):
+                        positions.append(c.start)
+                        if c.score >= self.threshold:
+                            entities.append(PiiEntity("PERSON", c.start, c.end, round(c.score, 3)))
+            found.append(entities)
+            cues.append(positions)
+        if nlp is not None:
+            self._add_ner(nlp, texts, cues, found)
+        return [
+            resolve_overlaps([e for e in f if not _negated(t, e) and _plausible(t, e)])
+            for t, f in zip(texts, found, strict=True)
+        ]
 
     def scrub_many(self, texts: Iterable[str]) -> list[ScrubResult]:
         texts = list(texts)
         return [ScrubResult(redact(t, e), e) for t, e in zip(texts, self.analyze_many(texts), strict=True)]
 
+    def _add_ner(self, nlp, texts: list[str], cues: list[list[int]], found: list[list[PiiEntity]]) -> None:
+        from ingest.pii.nlp import candidate_segments, ner_spans, segments_around
+
+        if self.name_ner == "capitalized":
+            segments = [candidate_segments(t) for t in texts]
+        else:
+            segments = [segments_around(t, p) for t, p in zip(texts, cues, strict=True)]
+        if NER_SCORE < self.threshold:
+            return
+        for entities, spans in zip(found, ner_spans(nlp, texts, segments), strict=True):
+            for label, start, end in spans:
+                etype = _SPACY_LABELS.get(label)
+                if etype in self.entities:
+                    entities.append(PiiEntity(etype, start, end, NER_SCORE))
+
     def _load(self):
-        if self._engine is None:
+        if self._recognizers is None:
             with self._lock:
-                if self._engine is None:
-                    self._nlp_engine, self._engine = _build_engine(self.spacy_model, self.use_ner)
-        return self._engine, self._nlp_engine
+                if self._recognizers is None:
+                    self._nlp = load_ner(self.spacy_model) if self.use_ner else None
+                    wanted = set(self.entities)
+                    self._recognizers = [r for r in _all_recognizers() if wanted & set(r.supported_entities)]
+        return self._recognizers, self._nlp
 
 
 # Presidio's built-in card/SSN recognizers do not know our negative words ("订单号", "order number").
@@ -109,29 +150,26 @@ def _plausible(text: str, entity: PiiEntity) -> bool:
     return not any(c.isdigit() for c in value) and not (value.isupper() and len(value) <= 5)
 
 
-_engines: dict[tuple[str, bool], tuple] = {}
-_engines_lock = threading.Lock()
+def load_ner(spacy_model: str):
+    from ingest.pii.nlp import load_spacy
+
+    return load_spacy(spacy_model, True)
 
 
-def _build_engine(spacy_model: str, use_ner: bool):
-    """One AnalyzerEngine per (model, ner) per process: scrubbers built from settings share it."""
-    key = (spacy_model, use_ner)
-    with _engines_lock:
-        if key not in _engines:
-            _engines[key] = _new_engine(spacy_model, use_ner)
-        return _engines[key]
+_shared: list | None = None
+_shared_lock = threading.Lock()
 
 
-def _new_engine(spacy_model: str, use_ner: bool):
-    from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
-    from presidio_analyzer.predefined_recognizers import (
-        CreditCardRecognizer,
-        IbanRecognizer,
-        IpRecognizer,
-        SpacyRecognizer,
-        UsSsnRecognizer,
-    )
+def _all_recognizers() -> list:
+    """One set of pattern recognizers per process (compiled regexes, stateless after construction)."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = _new_recognizers()
+        return _shared
 
+
+def _new_recognizers() -> list:
     from ingest.pii.addresses import AddressRecognizer
     from ingest.pii.identifiers import (
         bank_card_recognizer,
@@ -144,25 +182,18 @@ def _new_engine(spacy_model: str, use_ner: bool):
         ip_recognizer,
         passport_recognizer,
         url_recognizer,
+        us_ssn_recognizer,
         uscc_recognizer,
     )
     from ingest.pii.names_cn import cn_name_recognizer
     from ingest.pii.names_en import en_name_recognizer
-    from ingest.pii.spacy_engine import KbSpacyEngine
 
-    nlp_engine = KbSpacyEngine(spacy_model, use_ner, _SPACY_LABELS)
-    nlp_engine.load()
-    registry = RecognizerRegistry(supported_languages=["en"])
-    for rec in (
+    # Not Presidio's EmailRecognizer/UrlRecognizer: they call tldextract, which fetches the public-suffix
+    # list over the network on first use. Its card/IBAN/IP/SSN recognizers are covered by ours, which
+    # judge context on characters (Presidio's need a spaCy Doc of every text).
+    return [
         cn_id_recognizer(), cn_mobile_recognizer(), cn_landline_recognizer(), intl_phone_recognizer(),
         bank_card_recognizer(), uscc_recognizer(), passport_recognizer(), email_recognizer(), url_recognizer(),
-        cn_name_recognizer(), en_name_recognizer(), AddressRecognizer(), iban_recognizer(), ip_recognizer(),
-        # Presidio built-ins that apply. Not EmailRecognizer/UrlRecognizer: they call tldextract, which
-        # fetches the public-suffix list over the network on first use.
-        CreditCardRecognizer(), IbanRecognizer(), UsSsnRecognizer(), IpRecognizer(),
-    ):
-        registry.add_recognizer(rec)
-    if use_ner:
-        registry.add_recognizer(SpacyRecognizer(supported_entities=["PERSON", "LOCATION"]))
-    engine = AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=["en"])
-    return nlp_engine, engine
+        iban_recognizer(), ip_recognizer(), us_ssn_recognizer(), cn_name_recognizer(), en_name_recognizer(),
+        AddressRecognizer(),
+    ]

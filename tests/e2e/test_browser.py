@@ -32,9 +32,11 @@ def shot(page, name: str) -> None:
 def sign_in(page, url: str, user: str, path: str = "") -> None:
     """Open ``url/path`` in a new browser session (Streamlit sessions end on reload) and sign in."""
     page.goto(f"{url}/{path}")
-    not_found = page.get_by_text("Page not found")
-    if path and not_found.count():
+    if path:  # signed out, only the sign-in page exists: Streamlit says so in a dialog first
+        dialog = page.get_by_role("dialog").filter(has_text="Page not found")
+        dialog.wait_for()
         page.keyboard.press("Escape")
+        dialog.wait_for(state="hidden")
     page.get_by_label("User name", exact=True).fill(user)
     page.get_by_label("Password", exact=True).fill(USERS[user])
     page.get_by_role("button", name="Sign in").click()
