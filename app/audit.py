@@ -386,6 +386,10 @@ def _check_head(expect: tuple[int, str], found: str | None, first: _Copy | None)
     return None, None
 
 
+def _span(a: int, b: int) -> str:
+    return f"record {a} was" if a == b else f"records {a}..{b} were"
+
+
 def _check_start(first: _Copy, anchors: dict[int, str]) -> tuple[int | None, str | None]:
     if first.seq == 1:
         if first.prev_hash != GENESIS:
@@ -395,8 +399,8 @@ def _check_start(first: _Copy, anchors: dict[int, str]) -> tuple[int | None, str
     if anchored is None:
         # The first missing record follows the furthest purge that does account for what is gone.
         gone_from = max((b for b in anchors if b < first.seq), default=0) + 1
-        return gone_from, (f"missing: record(s) {gone_from}..{first.seq - 1} are not in the log and no purge "
-                           "anchor records their removal")
+        return gone_from, (f"missing: {_span(gone_from, first.seq - 1)} not in the log and no purge anchor "
+                           "records the removal")
     if first.prev_hash != anchored:
         return first.seq, (f"missing: seq {first.seq} does not link to the hash the purge anchor recorded for "
                            f"seq {first.seq - 1}")
@@ -411,8 +415,8 @@ def _diagnose(session: Session, prev: Any, row: _Copy) -> tuple[int, str]:
             return min(row.seq, original), (f"reordered: the record stored as seq {row.seq} was written as "
                                             f"seq {original}")
     if prev is not None and row.seq != prev.seq + 1:
-        gap = f"{prev.seq + 1}" if row.seq == prev.seq + 2 else f"{prev.seq + 1}..{row.seq - 1}"
-        return prev.seq + 1, f"missing: record(s) {gap} were removed (seq jumps from {prev.seq} to {row.seq})"
+        return prev.seq + 1, (f"missing: {_span(prev.seq + 1, row.seq - 1)} removed (seq jumps from {prev.seq} "
+                              f"to {row.seq})")
     if not intact:
         return row.seq, "altered: its fields no longer match its hash"
     # Intact itself but linked to something other than its predecessor: the predecessor was changed

@@ -7,9 +7,7 @@ plainly when the installed app.audit does not provide them yet.
 
 from __future__ import annotations
 
-import csv
 import io
-import json
 import threading
 import time
 from dataclasses import dataclass
@@ -23,7 +21,6 @@ from retrieval.types import SearchHit
 
 NOT_AVAILABLE = ("The query log viewer needs the audit query functions (app.audit.query / get / verify), "
                  "which this installation does not have yet. `kb audit` on the server may help meanwhile.")
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass(frozen=True)
@@ -94,23 +91,11 @@ def last_check() -> ChainCheck | None:
     return _last_check
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    text = value.isoformat() if isinstance(value, datetime) else (
-        json.dumps(value, ensure_ascii=False, sort_keys=True) if isinstance(value, dict | list) else str(value))
-    # A spreadsheet would run a cell starting with these as a formula (CSV injection).
-    return "'" + text if text.startswith(_FORMULA_START) else text
-
-
-CSV_COLUMNS = ("seq", "created_at", "kind", "action", "actor", "actor_role", "client", "target", "outcome",
-               "question", "answer", "reason", "hash", "details")
-
-
-def to_csv(views: list[Any]) -> bytes:
+def export_csv(container, viewer: tuple[str, str], **filters: Any) -> tuple[bytes, int]:
+    """CSV of every record matching ``filters`` (oldest first) and how many rows it has."""
+    _require()
     buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(CSV_COLUMNS)
-    for v in views:
-        w.writerow([_cell(getattr(v, c, None)) for c in CSV_COLUMNS])
-    return buf.getvalue().encode("utf-8-sig")  # the BOM makes spreadsheet programs read UTF-8
+    with container.sessions() as s:
+        n = audit.export(s, container.vault, "csv", buf, viewer=viewer,
+                         **{k: v for k, v in filters.items() if v is not None})
+    return buf.getvalue().encode("utf-8-sig"), n  # the BOM makes spreadsheet programs read UTF-8

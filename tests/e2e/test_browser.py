@@ -104,7 +104,7 @@ def test_admin_uploads_staff_asks_auditor_reviews(kb_server, browser_page):
     shot(page, "02-users")
 
     nav.get_by_text("Documents").click()
-    page.get_by_role("heading", name="Documents").wait_for()
+    page.get_by_role("heading", name="Documents", exact=True).wait_for()
     page.locator("input[type=file]").set_input_files([str(p) for p in [*DOCS, XSS_DOC]])
     for p in [*DOCS, XSS_DOC]:
         page.get_by_text(p.name).first.wait_for()
@@ -120,7 +120,7 @@ def test_admin_uploads_staff_asks_auditor_reviews(kb_server, browser_page):
     # --- staff: only Chat; ask, see a cited answer and open the citation ------------------
     sign_in(page, url, "sam", "documents")  # not registered for staff: lands on Chat, never on Documents
     page.get_by_role("heading", name="Ask the documents").wait_for()
-    assert page.get_by_role("heading", name="Documents").count() == 0
+    assert page.get_by_role("heading", name="Documents", exact=True).count() == 0
     assert page.get_by_test_id("stSidebarNav").count() == 0  # one page only: no navigation at all
     ask(page, QUESTION)
     answer = page.get_by_test_id("stChatMessage").nth(1)

@@ -13,7 +13,6 @@ from ui import common
 from ui.safe_text import safe_label, safe_markdown
 
 AUTO_VERIFY_S = 600  # verify on page view when the last check is older than this
-EXPORT_LIMIT = 100_000
 KINDS = {"query": "questions", "": "all events", "admin": "admin and sign-in events"}
 
 
@@ -108,9 +107,9 @@ with common.user_errors("Reading the log"):
                    "event": r.action, "outcome": r.outcome, "question": (r.question or r.target or "")[:200]}
                   for r in rows], hide_index=True, width="stretch", height=min(420, 38 + 35 * len(rows)))
     if st.button("Prepare CSV export", icon=":material/table_view:", help="All records matching the filters."):
-        export = auditing.entries(common.container(), viewer, limit=EXPORT_LIMIT, **f)
-        st.download_button(f"Download {len(export)} record(s) as CSV", auditing.to_csv(export),
-                           "kb-query-log.csv", "text/csv", icon=":material/download:")
+        data, n = auditing.export_csv(common.container(), viewer, **f)
+        st.download_button(f"Download {n} record(s) as CSV", data, "kb-query-log.csv", "text/csv",
+                           icon=":material/download:")
     labels = {r.seq: f"#{r.seq} · {common.fmt_time(r.created_at)} · {r.actor or '—'} · "
                      f"{' '.join((r.question or r.action).split())[:80]}" for r in rows}
     seq = st.selectbox("Open a record", list(labels), format_func=labels.get)
