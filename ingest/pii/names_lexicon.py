@@ -49,11 +49,13 @@ def fold(word: str) -> str:
 
 
 # Capitalised words (Latin, Latin Extended, Greek, Cyrillic capitals); lower-case texts use _ANY_WORD.
-_CAP_WORD = re.compile(r"(?<![\w'’-])[A-ZÀ-ÖØ-Þ\u0100-\u024f\u0370-\u03ff\u0400-\u042f][^\W\d_]*(?:['’-][^\W\d_]+)*")
-_ANY_WORD = re.compile(r"(?<![\w'’-])[^\W\d_]+(?:['’-][^\W\d_]+)*")
+_CAP_WORD = re.compile(
+    r"(?<![\w'’-])[A-ZÀ-ÖØ-Þ\u0100-\u024f\u0370-\u03ff\u0400-\u042f][^\W\d_]*(?:['’-][^\W\d_]+)*(?![\w-])"
+)
+_ANY_WORD = re.compile(r"(?<![\w'’-])[^\W\d_]+(?:['’-][^\W\d_]+)*(?![\w-])")
 # What may sit between two words of one name: a space, a particle, or the dot of an initial.
 _GAP = re.compile(
-    r"\.?[ \t]+(?:(?:de|da|di|do|dos|du|del|della|van|von|der|den|ter|ten|le|la|bin|ibn|al|el|y)[ \t]+)?"
+    r"[ \t]+(?:(?:de|da|di|do|dos|du|del|della|van|von|der|den|ter|ten|le|la|bin|ibn|al|el|y)[ \t]+)?"
 )
 _SENTENCE_START = re.compile(r"(?:^|[.!?:;\n\"“(>•*]|\?{2,})[ \t'\"“‘]*$")
 _POSSESSIVE = ("'s", "’s")
@@ -170,11 +172,16 @@ def _hyphenated_flags(parts: list[str], table: dict[str, str]) -> str:
 def _runs(text: str, words: list[_Word]) -> list[list[_Word]]:
     runs: list[list[_Word]] = []
     for w in words:
-        if runs and _GAP.fullmatch(text, runs[-1][-1].end, w.start) and len(runs[-1]) < 5:
+        if runs and len(runs[-1]) < 5 and _joined(text, runs[-1][-1], w):
             runs[-1].append(w)
         else:
             runs.append([w])
     return runs
+
+
+def _joined(text: str, a: _Word, b: _Word) -> bool:
+    gap_start = a.end + 1 if a.end - a.start == 1 and text.startswith(".", a.end) else a.end  # "J. Smith"
+    return bool(_GAP.fullmatch(text, gap_start, b.start))
 
 
 def _is_name_word(w: _Word) -> bool:
@@ -186,9 +193,11 @@ def _ambiguous(w: _Word) -> bool:
 
 
 def _judge(text: str, run: list[_Word], lower_text: bool) -> _Candidate | None:
-    # Leading words that are not names ("Dear", "Professor", "The") are not part of the name.
+    # Leading words that are not names ("Dear", "Professor") or are ordinary words first ("The", "In")
+    # are not part of the name.
     i = 0
-    while i < len(run) and not _is_name_word(run[i]):
+    while i < len(run) and (not _is_name_word(run[i]) or (_ambiguous(run[i]) and "c" not in run[i].flags
+                                                          and i + 1 < len(run))):
         if run[i].folded in _NOT_NAME_WORDS:
             return None  # "University of ..." style runs are not names
         i += 1
@@ -204,18 +213,30 @@ def _judge(text: str, run: list[_Word], lower_text: bool) -> _Candidate | None:
             break
     first, last = core[0], core[-1]
     start, end = first.start, last.end
-    if _followed_by_non_name(text, end) or _eponym(text, end):
+    if _followed_by_non_name(text, end) or _eponym(text, end) or _followed_by_code(text, end):
         return None
     if len(core) >= 2:
-        if "f" in first.flags:
-            score = FULL_NAME if not (_ambiguous(first) and last.flags and _ambiguous(last)) else WEAK
+        if "f" in first.flags and not _ambiguous(first):
+            score = FULL_NAME
+        elif "f" in first.flags:  # "Mark Smith" yes, "Gene Approach" not without support
+            score = FULL_NAME if _is_name_word(last) and not _ambiguous(last) else WEAK
         else:
             score = 0.55 if not any(_ambiguous(w) for w in core) else WEAK
-    elif "f" in first.flags and not _ambiguous(first):
+    elif "f" in first.flags and not _ambiguous(first) and ("c" in first.flags or end - start > 3):
         score = FIRST_ALONE - (0.05 if lower_text else 0.0)
+    elif _sentence_start(text, start) and _ambiguous(first):
+        score = 0.2  # "Will ...", "May ..."
     else:
-        score = WEAK if not _sentence_start(text, start) or not _ambiguous(first) else 0.2
+        score = WEAK
     return _Candidate(start, end, score)
+
+
+_CODE_AFTER = re.compile(r"[ \t]*(?:[IVX]+[a-z]?|[A-Z]|\d+|[α-ωΑ-Ω])(?![\w])")
+
+
+def _followed_by_code(text: str, end: int) -> bool:
+    """'Pol IV', 'Aurora B', 'Ad E': a gene or protein with its variant, not a person."""
+    return bool(_CODE_AFTER.match(text, end))
 
 
 def _followed_by_non_name(text: str, end: int) -> bool:

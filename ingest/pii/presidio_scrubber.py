@@ -22,7 +22,7 @@ from ingest.types import PiiEntity, ScrubResult
 _SPACY_LABELS = {"PERSON": "PERSON", "GPE": "LOCATION", "LOC": "LOCATION", "FAC": "LOCATION"}
 NER_SCORE = 0.85  # what Presidio's SpacyRecognizer gives a spaCy entity
 # Lexicon candidates this weak still send their sentence to NER (which may confirm them).
-_NER_CUE_SCORE = 0.2
+_NER_CUE_SCORE = 0.4
 NER_MODES = ("cued", "capitalized", "off")
 
 
@@ -92,7 +92,7 @@ class PresidioScrubber:
         if nlp is not None:
             self._add_ner(nlp, texts, cues, found)
         return [
-            resolve_overlaps([e for e in f if not _negated(t, e) and _plausible(t, e)])
+            resolve_overlaps([e for e in f if not _negated(t, e) and _plausible(t, e)], t)
             for t, f in zip(texts, found, strict=True)
         ]
 
@@ -147,7 +147,10 @@ def _plausible(text: str, entity: PiiEntity) -> bool:
     if entity.type != "PERSON":
         return True
     value = text[entity.start : entity.end]
-    return not any(c.isdigit() for c in value) and not (value.isupper() and len(value) <= 5)
+    if any(c.isdigit() for c in value) or (value.isupper() and len(value) <= 5):
+        return False
+    # In text that uses capitals, a name has one ("tyrosine kinase", "adenomas" are not people).
+    return any(c.isupper() for c in value) or not any(c.isupper() for c in text)
 
 
 def load_ner(spacy_model: str):

@@ -8,7 +8,7 @@ from ingest.types import PiiEntity
 _ADDRESS_BONUS = 0.15
 
 
-def resolve_overlaps(entities: list[PiiEntity]) -> list[PiiEntity]:
+def resolve_overlaps(entities: list[PiiEntity], text: str | None = None) -> list[PiiEntity]:
     """Keep one entity per stretch of text: the highest score wins, then the longer span.
 
     An address block contains names of streets and towns that NER calls PERSON or LOCATION; the
@@ -19,9 +19,37 @@ def resolve_overlaps(entities: list[PiiEntity]) -> list[PiiEntity]:
         return (-(x.score + (_ADDRESS_BONUS if x.type == "ADDRESS" else 0.0)), -(x.end - x.start), x.start)
 
     for e in sorted(entities, key=rank):
-        if all(e.end <= k.start or e.start >= k.end for k in kept):
-            kept.append(e)
+        rest = _outside(e, kept, text)
+        if rest is not None:
+            kept.append(rest)
     return sorted(kept, key=lambda x: x.start)
+
+
+def _outside(e: PiiEntity, kept: list[PiiEntity], text: str | None) -> PiiEntity | None:
+    """``e`` cut back to the side that no kept entity covers: NER's "Karen Thorkildsen Suite" next to the
+    address "Suite 680 ..." still scrubs the name. None when nothing of it is left."""
+    start, end = e.start, e.end
+    for k in kept:
+        if k.end <= start or k.start >= end:
+            continue
+        if k.start <= start and k.end >= end:
+            return None
+        if k.start > start and k.end < end:
+            return None  # a kept entity inside this one: keep the inner, more certain one only
+        if k.start <= start:
+            start = k.end
+        else:
+            end = k.start
+    if start == e.start and end == e.end:
+        return e
+    if text is not None:  # no spaces or commas left dangling at the cut
+        while start < end and not text[start].isalnum():
+            start += 1
+        while end > start and not text[end - 1].isalnum():
+            end -= 1
+    if end - start < 2:
+        return None
+    return PiiEntity(e.type, start, end, e.score)
 
 
 def redact(text: str, entities: list[PiiEntity]) -> str:

