@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app import blobs
@@ -24,7 +24,6 @@ class DocView:
     version: int
     status: str
     reason: str | None
-    title: str | None
     format: str | None
     size: int
     n_chunks: int
@@ -35,7 +34,7 @@ class DocView:
 
 
 def _view(d: Document, collection: str) -> DocView:
-    return DocView(d.id, collection, d.source, d.version, d.status, d.reason, d.title, d.format, d.size,
+    return DocView(d.id, collection, d.source, d.version, d.status, d.reason, d.format, d.size,
                    d.n_chunks, d.pii_found, d.uploaded_by, d.created_at, d.updated_at)
 
 
@@ -58,7 +57,7 @@ def list_documents(s: Session, collection: str | None = None, status: str | None
             raise KbError(f"Unknown status {status!r}: choose one of {', '.join(DocStatus.__members__)}.")
         q = q.where(Document.status == status)
     if name:
-        q = q.where(or_(Document.source.contains(name), Document.title.contains(name)))
+        q = q.where(Document.source.contains(name))  # titles are sealed document text
     q = q.order_by(Document.id)
     if limit:
         q = q.limit(limit)

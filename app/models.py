@@ -95,7 +95,7 @@ class Document(Base):
     source: Mapped[str] = mapped_column(String(1024))  # display path, never used as a file path
     version: Mapped[int] = mapped_column(Integer, default=1)
     current: Mapped[bool] = mapped_column(Boolean, default=True, index=True)
-    title: Mapped[str | None] = mapped_column(String(512))
+    title_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)  # titles are document text
     format: Mapped[str | None] = mapped_column(String(32))
     size: Mapped[int] = mapped_column(BigInteger, default=0)
     file_hmac: Mapped[str] = mapped_column(String(64), index=True)  # keyed hash of the original bytes
@@ -122,8 +122,7 @@ class Chunk(Base):
     text_sealed: Mapped[bytes] = mapped_column(LargeBinary)
     vector_sealed: Mapped[bytes] = mapped_column(LargeBinary)
     page: Mapped[int | None] = mapped_column(Integer)
-    sheet: Mapped[str | None] = mapped_column(String(255))
-    heading: Mapped[str | None] = mapped_column(String(512))
+    meta_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)  # JSON {heading, sheet}: document text too
     n_tokens: Mapped[int] = mapped_column(Integer, default=0)
 
 

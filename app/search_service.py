@@ -284,8 +284,12 @@ def hydrate(container, s: Session, hits: list[SearchHit]) -> list[Passage]:
         if h.chunk_id not in by_id:  # deleted between search and hydration
             continue
         ch, doc, cname = by_id[h.chunk_id]
-        dek = container.vault.data_key(s, doc.dek_id)
-        text = container.vault.open_text(dek, ch.text_sealed, "chunks", ch.document_id, ch.idx)
-        out.append(Passage(ch.id, doc.id, cname, doc.source, doc.title, ch.page, ch.sheet, ch.heading, text,
-                           h.score, h.dense_score, h.bm25_score))
+        v = container.vault
+        dek = v.data_key(s, doc.dek_id)
+        text = v.open_text(dek, ch.text_sealed, "chunks", ch.document_id, ch.idx)
+        meta = json.loads(v.open_text(dek, ch.meta_sealed, "chunk_meta", ch.document_id, ch.idx)) \
+            if ch.meta_sealed else {}
+        title = v.open_text(dek, doc.title_sealed, "doc_title", doc.id) if doc.title_sealed else None
+        out.append(Passage(ch.id, doc.id, cname, doc.source, title, ch.page, meta.get("sheet"), meta.get("heading"),
+                           text, h.score, h.dense_score, h.bm25_score))
     return out

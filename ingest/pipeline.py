@@ -7,6 +7,7 @@ either nothing or the whole document, never half of it.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import defaultdict
@@ -178,13 +179,16 @@ def write(c: Container, prep: Prepared, vectors: np.ndarray, times: StageTimes) 
                   text_sealed=c.vault.seal(dek, ch.text, "chunks", doc_id, ch.idx),
                   vector_sealed=c.vault.seal(dek, np.asarray(vec, dtype="<f4").tobytes(), "vectors", doc_id,
                                              ch.idx),
-                  page=ch.page, sheet=ch.sheet, heading=(ch.heading or "")[:500] or None, n_tokens=ch.n_tokens)
+                  page=ch.page, n_tokens=ch.n_tokens,
+                  meta_sealed=c.vault.seal(dek, json.dumps({"heading": ch.heading, "sheet": ch.sheet}),
+                                           "chunk_meta", doc_id, ch.idx) if ch.heading or ch.sheet else None)
             for ch, vec in zip(prep.chunks, vectors, strict=True)
         ]
         s.add_all(rows)
         s.flush()
         s.add(IndexEvent(op="add", document_id=doc_id, chunk_ids=[r.id for r in rows]))
-        _finish(c, s, prep.claim, doc_id, DocStatus.indexed, None, title=prep.title, fmt=prep.format,
+        title = c.vault.seal(dek, prep.title, "doc_title", doc_id) if prep.title else None
+        _finish(c, s, prep.claim, doc_id, DocStatus.indexed, None, title_sealed=title, fmt=prep.format,
                 content_hmac=prep.content_hmac, n_chunks=len(rows), pii_found=prep.pii_found)
         s.commit()
     times.documents += 1

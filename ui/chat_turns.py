@@ -11,6 +11,9 @@ from app import qa
 from app.web import chat
 from ui.safe_text import highlighted, safe_label, safe_markdown
 
+CHAT_KEY = "kb_chat"  # this browser session's conversation: a list of Turn
+PENDING_KEY = "kb_chat_pending"  # a question picked from the history, asked on this run
+
 
 @dataclass
 class Source:

@@ -72,7 +72,7 @@ def upgrade() -> None:
         sa.Column("source", sa.String(1024), nullable=False),
         sa.Column("version", sa.Integer, nullable=False, server_default="1"),
         sa.Column("current", sa.Boolean, nullable=False, server_default=sa.true()),
-        sa.Column("title", sa.String(512)),
+        sa.Column("title_sealed", sa.LargeBinary),
         sa.Column("format", sa.String(32)),
         sa.Column("size", sa.BigInteger, nullable=False, server_default="0"),
         sa.Column("file_hmac", sa.String(64), nullable=False),
@@ -99,8 +99,7 @@ def upgrade() -> None:
         sa.Column("text_sealed", sa.LargeBinary, nullable=False),
         sa.Column("vector_sealed", sa.LargeBinary, nullable=False),
         sa.Column("page", sa.Integer),
-        sa.Column("sheet", sa.String(255)),
-        sa.Column("heading", sa.String(512)),
+        sa.Column("meta_sealed", sa.LargeBinary),
         sa.Column("n_tokens", sa.Integer, nullable=False, server_default="0"),
         sa.UniqueConstraint("document_id", "idx", name="uq_chunks_document_idx"),
     )

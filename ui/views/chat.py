@@ -10,11 +10,9 @@ from app import qa
 from app.errors import KbError
 from app.web import chat, session
 from ui import common
-from ui.chat_turns import Turn, render_answer, turn_from
+from ui.chat_turns import CHAT_KEY, PENDING_KEY, Turn, render_answer, turn_from
 from ui.safe_text import safe_label, safe_markdown
 
-CHAT_KEY = "kb_chat"  # this browser session's conversation: a list of Turn
-PENDING_KEY = "kb_chat_pending"  # a question picked from the history, asked on this run
 REFRESH_S = 0.08  # at most ~12 redraws a second while streaming
 
 
