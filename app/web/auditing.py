@@ -34,7 +34,7 @@ class ChainCheck:
     at: float  # time.time() of the check
 
 
-_last_check: ChainCheck | None = None
+_last_checks: dict[str, ChainCheck] = {}  # by database URL: one process may serve several (tests do)
 _check_lock = threading.Lock()
 
 
@@ -76,19 +76,18 @@ def retrieved_passages(container, details: dict[str, Any]) -> list[tuple[dict[st
 
 def verify(container) -> ChainCheck:
     """Verify the whole chain now and remember the result for every session of this process."""
-    global _last_check
     _require()
     with _check_lock, container.sessions() as s:
         t0 = time.perf_counter()
         rep = audit.verify(s)
         check = ChainCheck(bool(rep.ok), int(rep.checked), rep.first_bad_seq, rep.problem, rep.last_seq,
                            float(getattr(rep, "seconds", None) or time.perf_counter() - t0), time.time())
-        _last_check = check
+        _last_checks[container.settings.database_url] = check
         return check
 
 
-def last_check() -> ChainCheck | None:
-    return _last_check
+def last_check(container) -> ChainCheck | None:
+    return _last_checks.get(container.settings.database_url)
 
 
 def export_csv(container, viewer: tuple[str, str], **filters: Any) -> tuple[bytes, int]:

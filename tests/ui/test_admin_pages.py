@@ -148,7 +148,7 @@ def test_query_log_lists_filters_and_opens_a_record_with_a_verified_chain(kb):
     at = app(user="audrey").run()
     assert titles(at) == ["Query log"] and not at.exception
     assert any("Chain intact" in s.value for s in at.success)
-    assert auditing.last_check() is not None and auditing.last_check().ok
+    assert auditing.last_check(kb) is not None and auditing.last_check(kb).ok
     table = at.dataframe[0].value
     assert list(table["#"]) == [seq, seq - 1]
     at.text_input[0].input("trustees").run()

@@ -18,7 +18,7 @@ KINDS = {"query": "questions", "": "all events", "admin": "admin and sign-in eve
 
 def chain_status() -> None:
     c = common.container()
-    check = auditing.last_check()
+    check = auditing.last_check(c)
     left, right = st.columns([4, 1])
     if right.button("Verify now", icon=":material/verified:", width="stretch") or (
             check is None or time.time() - check.at > AUTO_VERIFY_S):
