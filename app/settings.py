@@ -80,6 +80,14 @@ class RetrievalSettings(BaseModel):
     )
     query_prefix: str = Field("", description="Prefix for queries (e5: 'query: ', bge: instruction).")
     passage_prefix: str = Field("", description="Prefix for passages (e5: 'passage: ').")
+    embed_precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
+        "auto",
+        description="Embedding arithmetic: auto = bf16 where the CPU/GPU has native bf16 (about 2x faster than "
+        "fp32, same retrieval quality on SciFact), else fp32; int8 is faster still but loses quality.",
+    )
+    embed_max_tokens: int | None = Field(
+        None, description="Truncate passages to this many word pieces when embedding; empty = the model's own limit."
+    )
     index_kind: Literal["auto", "flat", "hnsw", "ivf"] = Field(
         "auto", description="auto = exact inner product below approx_threshold chunks, HNSW above."
     )

@@ -35,8 +35,11 @@ PAGES = {
 
 user = common.signed_in()
 if user is None:
-    page = st.navigation([st.Page("views/login.py", title="Sign in", icon=":material/login:", url_path="login",
-                                  default=True)], position="hidden")
+    # Every page's address shows the sign-in form, so a bookmarked page opens after signing in
+    # (when the role allows it; otherwise Streamlit says the page does not exist and shows the default).
+    login = [st.Page("views/login.py", title="Sign in", icon=":material/login:", url_path="login", default=True)]
+    login += [st.Page("views/login.py", title="Sign in", url_path=p.url_path) for p in PAGES.values()]
+    page = st.navigation(login, position="hidden")
 else:
     page = st.navigation([PAGES[key] for key in user.pages])
     with st.sidebar:

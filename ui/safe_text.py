@@ -10,8 +10,9 @@ URL, or a Streamlit directive. Escaping does all of it at once:
 * ``$`` is escaped so prices do not turn into LaTeX; a backslash is escaped first so the text
   cannot undo the other escapes.
 
-Plain URLs stay text: a backslash before the scheme's colon (``http\\://``, invisible once
-rendered) stops GFM from autolinking them, so nothing is clickable.
+Plain URLs and e-mail addresses stay text. GFM autolinks them after escapes are resolved, so
+escaping cannot stop it; an invisible word joiner (U+2060) after ``www``, before a scheme's colon
+and after ``@`` does, and nothing becomes clickable.
 Emphasis, lists and headings keep working, which is what makes answers readable.
 """
 
@@ -22,15 +23,16 @@ import re
 _ESCAPES = {"\\": "\\\\", "&": "&amp;", "<": "&lt;", ">": "&gt;", "[": "\\[", "]": "\\]", "$": "\\$",
             "`": "\\`"}
 _SPECIAL = re.compile(r"[\\&<>\[\]$`]")
-_SCHEME = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]{1,15}):(?=//|[^\s])")
-_WWW = re.compile(r"\bwww\.", re.IGNORECASE)
+_SCHEME = re.compile(r"([A-Za-z]):(?=\S)")  # any scheme: the joiner goes right before its colon
+_WWW = re.compile(r"(www)(?=\.)", re.IGNORECASE)
+_AT = re.compile(r"@(?=[-\w])")
+JOINER = "\u2060"  # WORD JOINER: invisible, and no line break
 
 
 def _defuse_urls(text: str) -> str:
-    # "https://x" -> "https\://x" and "javascript:..." -> "javascript\:...": the backslash is not
-    # shown, but GFM no longer recognises the scheme, so no link is created.
-    text = _SCHEME.sub(lambda m: f"{m.group(1)}\\:", text)
-    return _WWW.sub(lambda m: m.group(0)[:3] + "\\.", text)
+    text = _SCHEME.sub(lambda m: f"{m.group(1)}{JOINER}:", text)
+    text = _WWW.sub(lambda m: m.group(1) + JOINER, text)
+    return _AT.sub("@" + JOINER, text)
 
 
 def safe_markdown(text: str | None) -> str:

@@ -14,6 +14,7 @@ from app import accounts, audit, documents
 from app.audit import Actor
 from app.documents import DocView
 from app.errors import KbError
+from ingest.discovery import is_junk
 from ingest.submit import Submitted, submit_paths
 from ingest.types import TERMINAL
 
@@ -38,6 +39,13 @@ def safe_file_name(name: str) -> str:
     return base or "upload"
 
 
+def safe_relative_path(name: str) -> PurePosixPath:
+    """A folder upload's relative name made safe: no absolute path, no '..', every part cleaned."""
+    parts = [p for p in (name or "").replace("\\", "/").split("/") if p not in ("", ".", "..")]
+    cleaned = [safe_file_name(p) for p in parts[-8:]]  # deeper trees keep their last 8 levels
+    return PurePosixPath(*cleaned) if cleaned else PurePosixPath("upload")
+
+
 def collection_names(container) -> list[str]:
     with container.sessions() as s:
         return [c.name for c in accounts.list_collections(s)]
@@ -58,16 +66,20 @@ def save_uploads(container, uploads: Iterable[Upload], collection: str, user) ->
     try:
         paths: list[Path] = []
         for i, up in enumerate(uploads):
-            name = safe_file_name(up.name)
-            target = tmp_root / str(i) / name  # one folder per file: equal names cannot collide
-            target.parent.mkdir()
+            parts = [p for p in (up.name or "").replace("\\", "/").split("/") if p not in ("", ".", "..")]
+            if any(is_junk(part) for part in parts):
+                continue  # .DS_Store, Thumbs.db, Office lock files: what a folder upload drags along
+            rel = safe_relative_path(up.name)  # "a.pdf", or "folder/sub/a.pdf" from a folder upload
+            name = rel.as_posix()
+            target = tmp_root.joinpath(str(i), *rel.parts)  # one folder per file: no collisions
+            target.parent.mkdir(parents=True)
             if not _copy_capped(up.stream, target, cap):
                 results.append(Submitted(name, "too_large", None,
                                          f"larger than the {container.settings.ui.max_upload_mb:g} MB upload limit "
                                          "(ui.max_upload_mb): split it or use `kb ingest` on the server"))
                 target.unlink(missing_ok=True)
                 continue
-            paths.append(target)
+            paths.append(tmp_root / str(i) / rel.parts[0])  # a folder is walked: sources keep its path
         if paths:
             results.extend(submit_paths(container, paths, collection, uploaded_by=user.name))
     finally:

@@ -26,17 +26,13 @@ XSS_QUESTION = "When are parking permits renewed?"
 
 def shot(page, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.wait_for_timeout(700)  # expanders and toasts animate
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
 def sign_in(page, url: str, user: str, path: str = "") -> None:
     """Open ``url/path`` in a new browser session (Streamlit sessions end on reload) and sign in."""
     page.goto(f"{url}/{path}")
-    if path:  # signed out, only the sign-in page exists: Streamlit says so in a dialog first
-        dialog = page.get_by_role("dialog").filter(has_text="Page not found")
-        dialog.wait_for()
-        page.keyboard.press("Escape")
-        dialog.wait_for(state="hidden")
     page.get_by_label("User name", exact=True).fill(user)
     page.get_by_label("Password", exact=True).fill(USERS[user])
     page.get_by_role("button", name="Sign in").click()
@@ -75,6 +71,8 @@ def assert_inert(page) -> None:
     assert main.locator("img[src*='example.invalid']").count() == 0
     assert main.locator("a[href^='javascript']").count() == 0
     assert main.locator("[onerror]").count() == 0
+    for region in ("stChatMessage", "stExpander"):  # no link at all where document or model text shows
+        assert page.get_by_test_id(region).locator("a[href]").count() == 0
 
 
 def test_admin_uploads_staff_asks_auditor_reviews(kb_server, browser_page):
@@ -91,14 +89,13 @@ def test_admin_uploads_staff_asks_auditor_reviews(kb_server, browser_page):
     page.get_by_text("Wrong user name or password.").wait_for()
 
     # --- admin: create the staff user, upload documents, wait until indexed ----------------
-    sign_in(page, url, "admin")
+    sign_in(page, url, "admin", "users")  # a bookmarked page opens right after signing in
+    page.get_by_role("heading", name="Users & access").wait_for()
     nav = page.get_by_test_id("stSidebarNav")
     for title in ("Chat", "Documents", "Users & access"):
         assert nav.get_by_text(title, exact=True).is_visible()
     assert nav.get_by_text("Query log").count() == 0
 
-    nav.get_by_text("Users & access").click()
-    page.get_by_role("heading", name="Users & access").wait_for()
     form = page.get_by_test_id("stForm").filter(has_text="Add a user")
     form.get_by_label("User name", exact=True).fill("sam")
     form.get_by_label("Password", exact=True).fill(USERS["sam"])
@@ -145,8 +142,9 @@ def test_admin_uploads_staff_asks_auditor_reviews(kb_server, browser_page):
     for i in range(expanders.count()):
         expanders.nth(i).locator("summary").click()
     turn.get_by_text("<script>", exact=False).first.wait_for()
-    assert "javascript:" in turn.inner_text()
-    assert "onerror" in turn.inner_text()
+    shown = turn.inner_text().replace("\u2060", "")  # invisible joiners keep URLs from autolinking
+    assert "[click here](javascript:window.__kbxss=3)" in shown
+    assert '<img src="x" onerror="window.__kbxss = 2">' in shown
     assert_inert(page)
     shot(page, "05-chat-xss-inert")
     sign_out(page)

@@ -43,17 +43,27 @@ def test_uploads_are_streamed_capped_and_queued(kb):
     ]
     results = library.save_uploads(small, uploads, "handbook", admin)
     by_source = {r.source: r for r in results}
-    assert by_source["notes.txt"].outcome == "queued"  # the path part of the name is dropped
+    assert by_source["etc/notes.txt"].outcome == "queued"  # confined: ".." parts are dropped
     assert {"folder.zip!policies/a.txt", "folder.zip!policies/b.md"} <= set(by_source)
     assert by_source["big.txt"].outcome == "too_large" and "upload limit" in by_source["big.txt"].reason
     docs = library.list_docs(kb)
-    assert sorted(d.source for d in docs) == ["folder.zip!policies/a.txt", "folder.zip!policies/b.md", "notes.txt"]
+    assert sorted(d.source for d in docs) == ["etc/notes.txt", "folder.zip!policies/a.txt", "folder.zip!policies/b.md"]
     assert library.progress(docs) == (0, 3)
     assert records(kb, "docs.upload")[0].details == {"files": 4, "queued": 3}
     # the same files again: nothing new
-    again = library.save_uploads(kb, [library.Upload("notes.txt", io.BytesIO(b"Parking permits are renewed "
+    again = library.save_uploads(kb, [library.Upload("etc/notes.txt", io.BytesIO(b"Parking permits are renewed "
                                                                                  b"every March."))], "handbook", admin)
     assert [r.outcome for r in again] == ["unchanged"]
+
+
+def test_folder_uploads_keep_their_relative_paths_safely(kb):
+    admin = session_user("admin")
+    uploads = [library.Upload("policies/hr/leave.txt", io.BytesIO(b"leave policy")),
+               library.Upload("policies/../../../escape.txt", io.BytesIO(b"tries to climb out")),
+               library.Upload("policies/.DS_Store", io.BytesIO(b"junk"))]
+    results = library.save_uploads(kb, uploads, "handbook", admin)
+    assert sorted(r.source for r in results) == ["policies/escape.txt", "policies/hr/leave.txt"]
+    assert library.safe_relative_path("/abs/../x/./y.pdf").as_posix() == "abs/x/y.pdf"
 
 
 def test_safe_file_name_never_leaves_the_folder():
@@ -156,7 +166,7 @@ def test_query_log_lists_filters_and_opens_a_record_with_a_verified_chain(kb):
     at.text_input[0].input("permits").run()
     texts = [m.value for m in at.markdown]
     assert "When are permits renewed? &lt;script&gt;x()&lt;/script&gt;" in texts
-    assert "Every March \\[1\\](javascript\\:y)." in texts
+    assert "Every March \\[1\\](javascript\u2060:y)." in texts
     next(b for b in at.button if b.label == "Prepare CSV export").click().run()
     assert not at.exception
 

@@ -47,7 +47,7 @@ def test_conversation_renders_untrusted_text_inert_with_openable_sources(kb):
     labels = [e.label for e in at.expander]
     assert "Reasoning" in labels
     source_label = next(label for label in labels if label.startswith("\\[1\\]"))
-    assert live_html(source_label) == [] and "javascript\\:" in source_label
+    assert live_html(source_label) == [] and "javascript\u2060:" in source_label
     # the cited passage: the sentence shared with the answer is highlighted, the rest escaped
     passage = next(md.value for md in at.markdown if ":orange-background[" in md.value)
     assert ":orange-background[Parking permits are renewed every March.]" in passage

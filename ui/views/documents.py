@@ -21,8 +21,11 @@ PENDING = ("queued", "processing")
 def upload_form(user: session.SessionUser) -> None:
     c = common.container()
     names = library.collection_names(c)
+    folder = st.segmented_control("Upload", ["Files or .zip archives", "A whole folder"],
+                                  default="Files or .zip archives", key="upload_mode") == "A whole folder"
     with st.form("upload", clear_on_submit=True):
-        files = st.file_uploader("Files, or a .zip of a whole folder", accept_multiple_files=True,
+        files = st.file_uploader("Choose a folder" if folder else "Files, or a .zip of a whole folder",
+                                 accept_multiple_files="directory" if folder else True,
                                  help=f"At most {c.settings.ui.max_upload_mb:g} MB per file. Zip archives are "
                                       "unpacked; Office, PDF, e-mail, web, text and table files are read.")
         left, right = st.columns(2)
@@ -75,8 +78,12 @@ def live_queue(name: str, status: str, collection: str) -> None:
           "reason": d.reason or "", "chunks": d.n_chunks, "size_kb": round(d.size / 1024, 1),
           "uploaded_by": d.uploaded_by or "", "updated": common.fmt_time(d.updated_at)} for d in rows],
         hide_index=True, width="stretch",
-        column_config={"id": st.column_config.NumberColumn(width="small"),
-                       "reason": st.column_config.TextColumn(width="large")})
+        column_config={"id": st.column_config.NumberColumn("#", width="small"),
+                       "file": st.column_config.TextColumn("File", width="medium"),
+                       "collection": "Collection", "status": "Status",
+                       "reason": st.column_config.TextColumn("Reason", width="medium"),
+                       "chunks": "Chunks", "size_kb": "Size (KB)", "uploaded_by": "Uploaded by",
+                       "updated": "Updated"})
 
 
 def actions(user: session.SessionUser, name: str, status: str, collection: str) -> None:
@@ -110,7 +117,7 @@ common.show_flash()
 upload_form(user)
 st.subheader("Queue and library")
 f1, f2, f3 = st.columns([2, 1, 1])
-name_filter = f1.text_input("Search by name", placeholder="part of a file name or title", key="doc_search")
+name_filter = f1.text_input("Search by name", placeholder="part of a file name", key="doc_search")
 status_filter = f2.selectbox("Status", ["", *STATUS_LABEL], format_func=lambda s: STATUS_LABEL.get(s, "any status"))
 collection_filter = f3.selectbox("Collection", ["", *library.collection_names(common.container())],
                                  format_func=lambda s: s or "all collections")

@@ -1,0 +1,53 @@
+"""`kb serve`: refuses an uninitialised data dir; Ctrl-C stops the UI and the worker together."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from tests.conftest import make_settings
+from tests.e2e.conftest import free_port, wait_healthy
+
+
+def _env(data) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KB_")}
+    env.update({"KB_DATA_DIR": str(data), "PYTHONUNBUFFERED": "1"})
+    return env
+
+
+def test_serve_refuses_an_uninitialised_data_dir(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "app", "serve", "--port", str(free_port())], env=_env(tmp_path / "d"),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    assert "kb init" in r.stderr
+
+
+def test_ctrl_c_stops_ui_and_worker(tmp_path):
+    from app.container import Container
+    from app.setup import init
+
+    data = tmp_path / "data"
+    c = Container(make_settings(data, f"sqlite:///{data / 'kb.sqlite3'}"))
+    init(c, "admin", "admin-password-1")
+    c.engine.dispose()
+    port = free_port()
+    # A terminal's Ctrl-C signals the whole foreground process group: emulate it with killpg.
+    proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port)], env=_env(data),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", proc)
+        time.sleep(1.0)  # let the worker reach its wait loop
+        os.killpg(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=40)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, out
+    assert f"kb is running at http://localhost:{port}" in out
+    assert "worker stopped" in out and "kb stopped" in out, out
+    time.sleep(0.5)
+    leftover = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    assert leftover == [], f"processes left in the group: {leftover}"
