@@ -39,6 +39,16 @@ _STREET_EN = (
     rf"\b\d{{1,5}}[a-z]?,?[ \t]+(?:{_WORD}[ \t]+){{0,4}}(?:{_STREET_TYPES})\b\.?(?:[ \t]+\d{{1,5}}[a-z]?\b\.?)?"
     rf"|\b(?:{_PREFIX_TYPES})[ \t]+(?:{_WORD}[ \t]+){{1,3}}\d{{1,5}}\b"
 )
+# "Koenigstrasse 51", "Frørupvej 58", "Chausseestr. 32": the street word is glued to the name.
+_GLUED_STREET = (
+    r"\b[^\W\d_]{2,}(?:strasse|straße|str\.|gasse|weg|vej|veien|vegen|gata|gatan|vägen|tie|katu|laan|straat"
+    r"|plein|plads|gade|allee|platz|damm|ulica|utca|utcája)[ \t]+\d{1,5}[a-z]?\b\.?"
+)
+# "on Gordon Street": a capitalised name and a spelled-out street word, no number.
+_NAMED_STREET = (
+    r"\b(?:[A-ZÀ-ÖØ-Þ][\w'’-]+[ \t]+){1,3}(?:Street|Avenue|Road|Lane|Boulevard|Drive|Terrace|Parkway|Highway"
+    r"|Crescent|Strasse|Straße)\b"
+)
 _BOX = (
     r"\bP\.?\s?O\.?\s?Box[ \t]+\d+|\bPSC[ \t]+\d+,?[ \t]+Box[ \t]+\d+|\b(?:APO|FPO|DPO)[ \t]+A[AEP][ \t]+\d{5}"
     r"|\b(?:USNS|USNV|USS|USCGC)[ \t]+[A-Z]\w+"
@@ -88,6 +98,8 @@ class AddressRecognizer(LocalRecognizer):
         self._street = re.compile(_STREET_EN)
         self._unit = re.compile(rf"\b{_UNIT}\b", re.IGNORECASE)
         self._box = re.compile(_BOX, re.IGNORECASE)
+        self._glued = re.compile(_GLUED_STREET, re.IGNORECASE)
+        self._named = re.compile(_NAMED_STREET)
         self._num_words_num = re.compile(_NUM_WORDS_NUM)
         self._cue = re.compile(_CUE + _CUE_TAIL, re.IGNORECASE)
         self._cn_full = re.compile(_CN_FULL)
@@ -116,6 +128,10 @@ class AddressRecognizer(LocalRecognizer):
             spans.append((m.start(), m.end(), 0.65))
         for m in self._box.finditer(text):
             spans.append((m.start(), m.end(), 0.75))
+        for m in self._glued.finditer(text):
+            spans.append((m.start(), m.end(), 0.65))
+        for m in self._named.finditer(text):
+            spans.append((m.start(), m.end(), 0.55))
         for m in self._num_words_num.finditer(text):
             spans.append((m.start(), m.end(), 0.6))
         for m in self._cue.finditer(text):

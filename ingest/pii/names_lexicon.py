@@ -57,6 +57,10 @@ _ANY_WORD = re.compile(r"(?<![\w'’-])[^\W\d_]+(?:['’-][^\W\d_]+)*(?![\w-])")
 _GAP = re.compile(
     r"[ \t]+(?:(?:de|da|di|do|dos|du|del|della|van|von|der|den|ter|ten|le|la|bin|ibn|al|el|y)[ \t]+)?"
 )
+# A capital inside a word, except name prefixes: McDonald, MacLeod, DeVito, LeBron, O'Neil, Smith-Jones.
+_INNER_CAPITAL = re.compile(r"(?!Mc|Mac|De|Di|Da|La|Le|Van|Von)[^\W\d_][^\W\d_A-Z'’-]*[A-Z]")
+# "Candida albicans", "Escherichia coli": a genus with its species is not a person.
+_SPECIES = re.compile(r"[ \t]+[a-z]{2,}(?:us|um|is|ae|ans|ens|ii|ensis|oides|ata|osa|ica|coli)\b")
 _SENTENCE_START = re.compile(r"(?:^|[.!?:;\n\"“(>•*]|\?{2,})[ \t'\"“‘]*$")
 _POSSESSIVE = ("'s", "’s")
 
@@ -142,12 +146,16 @@ def find_names(text: str, min_score: float = 0.5) -> list[_Candidate]:
         token = m.group()
         if token.endswith(_POSSESSIVE):
             token, end = token[:-2], end - 2
-        if not lower_text and len(token) > 1 and token.isupper():
-            continue  # acronyms: "DNA", "USA"
+        if not lower_text and (len(token) > 1 and token.isupper() or _INNER_CAPITAL.match(token)):
+            continue  # acronyms and gene/cell-line names: "DNA", "TatA", "HeLa", "IVa"
+        if text.startswith(("+", "/"), end):
+            continue  # ions and ratios: "Na+", "Na/K"
         folded = fold(token)
-        if "-" in folded or "'" in folded or "’" in folded:
-            parts = [p for p in re.split(r"['’-]", folded) if p]
-            flags = _hyphenated_flags(parts, table)
+        if "'" in folded or "’" in folded:  # O'Neil, D'Angelo: the name after the apostrophe
+            head, _, tail = folded.replace("’", "'").partition("'")
+            flags = (table.get(head + tail, "") or table.get(tail, "") or "s") if head in ("o", "d", "l") else ""
+        elif "-" in folded:
+            flags = _hyphenated_flags(folded.split("-"), table)
         else:
             flags = table.get(folded, "")
         if lower_text and not flags:
@@ -214,6 +222,8 @@ def _judge(text: str, run: list[_Word], lower_text: bool) -> _Candidate | None:
     first, last = core[0], core[-1]
     start, end = first.start, last.end
     if _followed_by_non_name(text, end) or _eponym(text, end) or _followed_by_code(text, end):
+        return None
+    if len(core) == 1 and not lower_text and _SPECIES.match(text, end):
         return None
     if len(core) >= 2:
         if "f" in first.flags and not _ambiguous(first):

@@ -11,6 +11,7 @@ all our patterns together.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterable, Sequence
 
@@ -149,8 +150,18 @@ def _plausible(text: str, entity: PiiEntity) -> bool:
     value = text[entity.start : entity.end]
     if any(c.isdigit() for c in value) or (value.isupper() and len(value) <= 5):
         return False
-    # In text that uses capitals, a name has one ("tyrosine kinase", "adenomas" are not people).
-    return any(c.isupper() for c in value) or not any(c.isupper() for c in text)
+    if not any(c.isupper() for c in text):
+        return True  # lower-case chat text: capitals tell nothing
+    # In text that uses capitals every word of a name has one ("tyrosine kinase", "Aurora B kinase" are
+    # not people) and a name does not end in a variant code ("Pol IV", "Aurora B").
+    words = value.split()
+    if any(w[0].islower() and w not in _PARTICLES for w in words):
+        return False
+    return not (len(words) > 1 and _CODE.fullmatch(words[-1]))
+
+
+_PARTICLES = frozenset("de da di do dos du del della van von der den ter ten le la bin ibn al el y".split())
+_CODE = re.compile(r"[IVX]+[a-z]?|[A-Z]|[α-ωΑ-Ω]")
 
 
 def load_ner(spacy_model: str):

@@ -5,14 +5,15 @@ from __future__ import annotations
 from ingest.pii.entities import placeholder
 from ingest.types import PiiEntity
 
-_ADDRESS_BONUS = 0.15
+_ADDRESS_BONUS = 0.3
 
 
 def resolve_overlaps(entities: list[PiiEntity], text: str | None = None) -> list[PiiEntity]:
     """Keep one entity per stretch of text: the highest score wins, then the longer span.
 
     An address block contains names of streets and towns that NER calls PERSON or LOCATION; the
-    address pattern is the better judge there, so it gets a head start."""
+    address pattern is the better judge there, so it gets a head start that beats NER's 0.85. The
+    loser keeps the part of it outside the winner (``_outside``)."""
     kept: list[PiiEntity] = []
 
     def rank(x: PiiEntity) -> tuple[float, int, int]:
