@@ -81,7 +81,8 @@ class Container:
 
         r = self.settings.retrieval
         return SentenceTransformerEmbedder(r.embedder_model, r.query_prefix, r.passage_prefix,
-                                           batch_size=self.settings.ingest.embed_batch)
+                                           batch_size=self.settings.ingest.embed_batch,
+                                           precision=r.embed_precision, max_tokens=r.embed_max_tokens)
 
     @cached_property
     def generator(self) -> Generator:

