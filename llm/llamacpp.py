@@ -208,7 +208,8 @@ class LlamaCppGenerator:
                 n_ctx=n_ctx,
                 n_gpu_layers=n_gpu_layers,
                 n_threads=n_threads,
-                n_threads_batch=n_threads,
+                # prompt processing is one big batch that scales with every core; decoding is not
+                n_threads_batch=max(n_threads, os.cpu_count() or 1),
                 chat_format="chat_template.default",  # never guess a built-in format
                 verbose=False,
             )
