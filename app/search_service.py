@@ -79,8 +79,9 @@ class SearchIndex:
     def _new_indexes(self, expected: int):
         r = self.c.settings.retrieval
         dense = make_vector_index(self.c.embedder.dim, kind=r.index_kind, approx_threshold=r.approx_threshold,
-                                  use_gpu=r.use_gpu, expected_size=expected)
-        return dense, BM25Index(tokenizer=r.tokenizer)
+                                  use_gpu=r.use_gpu, expected_size=expected, hnsw_m=r.hnsw_m,
+                                  ef_search=r.hnsw_ef_search)
+        return dense, BM25Index(k1=r.bm25_k1, b=r.bm25_b, tokenizer=r.tokenizer)
 
     def _ensure(self) -> None:
         if self._loaded:
