@@ -110,54 +110,38 @@ def bench_dense(n: int, nq: int, ef_values: list[int], embed: list[float], hnsw_
                      total_p50_ms=p50 + pct(embed)[0], total_p95_ms=p95 + pct(embed)[1], recall10=1.0,
                      bytes_per_chunk=float("nan")))
     del flat
-    rows += bench_ivf(n, ids, vecs, qs, truth, embed)
+    ivf_settings = [(f"nprobe={p}", "ivf_nprobe", p) for p in (16, 32, 64)]
+    rows += bench_approx("ivf", n, ids, vecs, qs, truth, embed, ivf_settings)
     if n > hnsw_max:
         return rows
-    hnsw = FaissIndex(DIM, kind="hnsw")
-    t0 = time.perf_counter()
-    hnsw.add(ids, vecs)
-    build = time.perf_counter() - t0
-    size_bytes = len(hnsw.to_bytes())
-    for ef in ef_values:
-        hnsw.ef_search = ef
-        found = [[i for i, _ in hnsw.search(q, 10)] for q in qs[: len(truth)]]
-        recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth, strict=True)]))
-        times = []
-        for q in qs:
-            t0 = time.perf_counter()
-            hnsw.search(q, 10)
-            times.append(time.perf_counter() - t0)
-        p50, p95 = pct(times)
-        tot50, tot95 = pct([t + e for t, e in zip(times, embed, strict=False)])
-        rows.append(dict(index="hnsw", size=n, param=f"M={hnsw.hnsw_m},ef={ef}", build_s=build, p50_ms=p50,
-                         p95_ms=p95, total_p50_ms=tot50, total_p95_ms=tot95, recall10=recall,
-                         bytes_per_chunk=size_bytes / n))
-        build = 0.0
-    return rows
+    hnsw_settings = [(f"M=32,ef={ef}", "ef_search", ef) for ef in ef_values]
+    return rows + bench_approx("hnsw", n, ids, vecs, qs, truth, embed, hnsw_settings)
 
 
-def bench_ivf(n: int, ids: np.ndarray, vecs: np.ndarray, qs: np.ndarray, truth: list, embed: list[float]) -> list[dict]:
-    """IVF (k-means lists, trained on the data): builds in seconds where HNSW takes many minutes at 1M."""
+def bench_approx(kind: str, n: int, ids: np.ndarray, vecs: np.ndarray, qs: np.ndarray, truth: list,
+                 embed: list[float], settings: list[tuple[str, str, int]]) -> list[dict]:
+    """Build one approximate index, then for each (label, attribute, value) setting measure recall@10
+    against exact search and query latency. IVF builds fast; HNSW takes many minutes at 1M."""
     from retrieval.dense import FaissIndex
 
-    ivf = FaissIndex(DIM, kind="ivf")
+    index = FaissIndex(DIM, kind=kind)
     t0 = time.perf_counter()
-    ivf.add(ids, vecs)
+    index.add(ids, vecs)
     build = time.perf_counter() - t0
-    size_bytes = len(ivf.to_bytes())
+    size_bytes = len(index.to_bytes())
     rows = []
-    for nprobe in (16, 32, 64):
-        ivf.ivf_nprobe = nprobe
-        found = [[i for i, _ in ivf.search(q, 10)] for q in qs[: len(truth)]]
+    for label, attr, value in settings:
+        setattr(index, attr, value)
+        found = [[i for i, _ in index.search(q, 10)] for q in qs[: len(truth)]]
         recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth, strict=True)]))
         times = []
         for q in qs:
             t0 = time.perf_counter()
-            ivf.search(q, 10)
+            index.search(q, 10)
             times.append(time.perf_counter() - t0)
         p50, p95 = pct(times)
         tot50, tot95 = pct([t + e for t, e in zip(times, embed, strict=False)])
-        rows.append(dict(index="ivf", size=n, param=f"nprobe={nprobe}", build_s=build, p50_ms=p50, p95_ms=p95,
+        rows.append(dict(index=kind, size=n, param=label, build_s=build, p50_ms=p50, p95_ms=p95,
                          total_p50_ms=tot50, total_p95_ms=tot95, recall10=recall, bytes_per_chunk=size_bytes / n))
         build = 0.0
     return rows
