@@ -77,12 +77,12 @@ class Container:
 
     @cached_property
     def embedder(self) -> Embedder:
-        from retrieval.embedder import SentenceTransformerEmbedder
+        from retrieval.embedders import build_embedder
 
         r = self.settings.retrieval
-        return SentenceTransformerEmbedder(r.embedder_model, r.query_prefix, r.passage_prefix,
-                                           batch_size=self.settings.ingest.embed_batch,
-                                           precision=r.embed_precision, max_tokens=r.embed_max_tokens)
+        return build_embedder(r.embed_backend, r.embedder_model, r.query_prefix, r.passage_prefix,
+                              batch_size=self.settings.ingest.embed_batch, precision=r.embed_precision,
+                              max_tokens=r.embed_max_tokens, cache_dir=self.settings.embedder_cache_dir)
 
     @cached_property
     def generator(self) -> Generator:

@@ -50,7 +50,8 @@ class IngestSettings(BaseModel):
     lease_seconds: int = Field(300, description="A claimed job returns to the queue if its worker is silent this long.")
     poll_seconds: float = Field(2.0, description="How often an idle worker looks for new jobs.")
     claim_batch: int = Field(
-        16, description="Jobs a worker takes at once; their chunks are embedded together (small files go faster)."
+        64, description="Jobs a worker takes at once; their chunks are embedded together, sorted by length (small "
+        "files go faster: 64 ingests SciFact ~12% faster than 16). Lower it to spread a small queue over many workers."
     )
     max_attempts: int = Field(3, description="A job that crashes its worker this often is marked failed.")
 
@@ -80,10 +81,19 @@ class RetrievalSettings(BaseModel):
     )
     query_prefix: str = Field("", description="Prefix for queries (e5: 'query: ', bge: instruction).")
     passage_prefix: str = Field("", description="Prefix for passages (e5: 'passage: ').")
+    embed_backend: Literal["auto", "torch", "openvino"] = Field(
+        "auto",
+        description="What runs the embedder: auto = OpenVINO on a CPU (int8, about 1.5x faster than PyTorch at the "
+        "same retrieval quality on SciFact), PyTorch where a CUDA GPU is present or OpenVINO is not installed.",
+    )
     embed_precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
         "auto",
-        description="Embedding arithmetic: auto = bf16 where the CPU/GPU has native bf16 (about 2x faster than "
-        "fp32, same retrieval quality on SciFact), else fp32; int8 is faster still but loses quality.",
+        description="Embedding arithmetic. OpenVINO: auto = int8 (static, calibrated), or bf16 / fp32. PyTorch: "
+        "auto = bf16 where the CPU/GPU has native bf16 (about 2x faster than fp32, same quality), else fp32; "
+        "int8 there is dynamic and loses a little quality.",
+    )
+    embed_cache_dir: Path | None = Field(
+        None, description="Where compiled (OpenVINO) embedding models are kept; empty = data_dir/models/embedders."
     )
     embed_max_tokens: int | None = Field(
         None, description="Truncate passages to this many word pieces when embedding; empty = the model's own limit."
@@ -198,6 +208,10 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def embedder_cache_dir(self) -> Path:
+        return self.retrieval.embed_cache_dir or self.models_dir / "embedders"
 
     @property
     def index_dir(self) -> Path:

@@ -141,8 +141,58 @@ def _load(folder: Path, device: str | None, precision: str, max_tokens: int | No
     return model, actual
 
 
-class SentenceTransformerEmbedder:
-    """Implements :class:`retrieval.types.Embedder`. Cheap to construct; loads on first use."""
+class PrefixedEmbedder:
+    """What every embedder shares: prefixes, normalized float32 output and tokenizer helpers for chunking.
+
+    Subclasses provide ``tokenizer``, ``dim``, ``max_tokens`` and ``_encode``; constructors stay cheap and
+    the model loads on first use.
+    """
+
+    model_name: str
+    query_prefix: str
+    passage_prefix: str
+
+    @property
+    def tokenizer(self) -> Any:
+        raise NotImplementedError
+
+    @property
+    def dim(self) -> int:
+        raise NotImplementedError
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    def embed_passages(self, texts: list[str]) -> np.ndarray:
+        return self._encode([self.passage_prefix + t for t in texts])
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        return self._encode([self.query_prefix + t for t in texts])
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embed_queries([text])[0]
+
+    def count_tokens(self, text: str) -> int:
+        """Word pieces in ``text`` without special tokens."""
+        return len(self.tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"])
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        """Character (start, end) of each word piece, so a chunker can cut text at token boundaries."""
+        enc = self.tokenizer(
+            text, add_special_tokens=False, truncation=False, return_offsets_mapping=True
+        )
+        return [(int(a), int(b)) for a, b in enc["offset_mapping"]]
+
+
+def normalized(vecs: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length, as contiguous float32 (a bf16 model's own normalization is off by ~1e-3)."""
+    vecs = np.asarray(vecs, dtype=np.float32)
+    norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+    return np.ascontiguousarray(vecs / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
+class SentenceTransformerEmbedder(PrefixedEmbedder):
+    """Implements :class:`retrieval.types.Embedder` with PyTorch (CPU or GPU). Cheap to construct."""
 
     def __init__(
         self,
@@ -214,27 +264,4 @@ class SentenceTransformerEmbedder:
             vecs = self.model.encode(
                 texts, batch_size=self.batch_size, convert_to_tensor=True, show_progress_bar=False
             )
-            vecs = vecs.float().cpu().numpy()
-        # Normalize in float32: a bf16 model's own normalization leaves norms off 1 by ~1e-3.
-        norms = np.linalg.norm(vecs, axis=1, keepdims=True)
-        return np.ascontiguousarray(vecs / np.maximum(norms, 1e-12), dtype=np.float32)
-
-    def embed_passages(self, texts: list[str]) -> np.ndarray:
-        return self._encode([self.passage_prefix + t for t in texts])
-
-    def embed_queries(self, texts: list[str]) -> np.ndarray:
-        return self._encode([self.query_prefix + t for t in texts])
-
-    def embed_query(self, text: str) -> np.ndarray:
-        return self.embed_queries([text])[0]
-
-    def count_tokens(self, text: str) -> int:
-        """Word pieces in ``text`` without special tokens."""
-        return len(self.tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"])
-
-    def token_spans(self, text: str) -> list[tuple[int, int]]:
-        """Character (start, end) of each word piece, so a chunker can cut text at token boundaries."""
-        enc = self.tokenizer(
-            text, add_special_tokens=False, truncation=False, return_offsets_mapping=True
-        )
-        return [(int(a), int(b)) for a, b in enc["offset_mapping"]]
+            return normalized(vecs.float().cpu().numpy())

