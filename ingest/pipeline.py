@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -36,9 +37,12 @@ class StageTimes:
     chunks: int = 0
     characters: int = 0
 
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
     def add(self, stage: str, started: float) -> float:
         t = time.perf_counter()
-        self.seconds[stage] += t - started
+        with self._lock:  # the embedding stage reports from its own thread
+            self.seconds[stage] += t - started
         return t
 
 
@@ -67,8 +71,23 @@ def process_batch(container: Container, claims: list[queue.Claim],
     """Run claimed jobs to terminal statuses, embedding all their chunks in one batch (small documents
     would otherwise each pay a whole model call). Each document is still written in its own transaction."""
     times = times if times is not None else StageTimes()
-    results: dict[int, DocStatus | None] = {}
-    ready: list[Prepared] = []
+    batch = prepare_batch(container, claims, times)
+    return write_batch(container, batch, embed_batch(container, batch, times), times)
+
+
+@dataclass
+class Batch:
+    """Claimed jobs after parsing: documents waiting for vectors, and the ones already settled."""
+
+    claims: list[queue.Claim]
+    ready: list[Prepared]
+    results: dict[int, DocStatus | None]
+
+
+def prepare_batch(container: Container, claims: list[queue.Claim], times: StageTimes) -> Batch:
+    """Parse, scrub and chunk each claimed document; files that cannot be indexed are settled here.
+    Ends by renewing the leases of the documents that go on to be embedded."""
+    batch = Batch(claims, [], {})
     lease = container.settings.ingest.lease_seconds
     renewed = time.monotonic()
     for i, claim in enumerate(claims):
@@ -77,34 +96,45 @@ def process_batch(container: Container, claims: list[queue.Claim],
             renewed = time.monotonic()
         prep = _guard(container, claim, lambda claim=claim: prepare(container, claim, times))
         if isinstance(prep, Prepared):
-            ready.append(prep)
+            batch.ready.append(prep)
         else:
-            results[claim.job_id] = prep
-    if ready:
-        t = time.perf_counter()
-        try:
-            with container.sessions() as s:
-                for prep in ready:
-                    queue.renew(s, prep.claim, container.settings.ingest.lease_seconds)
-            vectors = container.embedder.embed_passages([ch.text for p in ready for ch in p.chunks])
-        except Exception as exc:  # a lost lease or a model error: settle each document on its own
-            log.warning("batch embedding failed (%s); retrying documents one by one", exc)
-            vectors = None
-        t = times.add("embed", t)
-        offset = 0
-        for prep in ready:
-            n = len(prep.chunks)
-            if vectors is None:
-                results[prep.claim.job_id] = _guard(
-                    container, prep.claim, lambda prep=prep: write(container, prep, _embed_one(container, prep),
-                                                                   times))
-            else:
-                vecs = vectors[offset:offset + n]
-                results[prep.claim.job_id] = _guard(container, prep.claim,
-                                                    lambda prep=prep, vecs=vecs: write(container, prep, vecs, times))
-            offset += n
-        times.add("write", t)
-    return [results[c.job_id] for c in claims]
+            batch.results[claim.job_id] = prep
+    try:
+        with container.sessions() as s:
+            for prep in batch.ready:
+                queue.renew(s, prep.claim, lease)
+    except queue.LeaseLost:
+        _renew_all(container, [p.claim for p in batch.ready])  # write() drops the ones that are lost
+    return batch
+
+
+def embed_batch(container: Container, batch: Batch, times: StageTimes) -> np.ndarray | None:
+    """Vectors for every chunk of the batch, or None if the model failed (then documents go one by one).
+    Touches no database, so it can run in a thread beside the next batch's preparation."""
+    if not batch.ready:
+        return None
+    t = time.perf_counter()
+    try:
+        return container.embedder.embed_passages([ch.text for p in batch.ready for ch in p.chunks])
+    except Exception as exc:
+        log.warning("batch embedding failed (%s); retrying documents one by one", exc)
+        return None
+    finally:
+        times.add("embed", t)
+
+
+def write_batch(container: Container, batch: Batch, vectors: np.ndarray | None,
+                times: StageTimes) -> list[DocStatus | None]:
+    """Write each prepared document in its own transaction; statuses in the order of the claims."""
+    t = time.perf_counter()
+    offset = 0
+    for prep in batch.ready:
+        vecs = None if vectors is None else vectors[offset:offset + len(prep.chunks)]
+        batch.results[prep.claim.job_id] = _guard(container, prep.claim,
+                                                  lambda prep=prep, vecs=vecs: write(container, prep, vecs, times))
+        offset += len(prep.chunks)
+    times.add("write", t)
+    return [batch.results[c.job_id] for c in batch.claims]
 
 
 def _renew_all(container: Container, claims: list[queue.Claim]) -> None:
@@ -170,8 +200,11 @@ def prepare(container: Container, claim: queue.Claim, times: StageTimes) -> Prep
     return Prepared(claim, doc_id, collection_id, dek, parsed.title, parsed.format, content_hmac, pii_found, chunks)
 
 
-def write(c: Container, prep: Prepared, vectors: np.ndarray, times: StageTimes) -> DocStatus:
-    """Chunks, vectors, index event, final status and job completion: one transaction."""
+def write(c: Container, prep: Prepared, vectors: np.ndarray | None, times: StageTimes) -> DocStatus:
+    """Chunks, vectors, index event, final status and job completion: one transaction.
+    Without ``vectors`` (the batch's embedding failed) the document is embedded on its own first."""
+    if vectors is None:
+        vectors = _embed_one(c, prep)
     doc_id, dek = prep.doc_id, prep.dek
     with c.sessions() as s:
         rows = [

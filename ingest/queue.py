@@ -46,26 +46,24 @@ def enqueue(session: Session, document_id: int) -> None:
         job.state, job.attempts, job.lease_owner, job.lease_expires_at = "queued", 0, None, None
 
 
-def claim(session: Session, owner: str, lease_seconds: int) -> Claim | None:
-    """Claim the oldest available job, or None. Commits the claim."""
+def claim(session: Session, owner: str, lease_seconds: int, limit: int = 1) -> list[Claim]:
+    """Claim up to ``limit`` of the oldest available jobs in one statement, oldest first. Commits the claim."""
     t = now()
-    q = select(Job.id).where(_claimable(t)).order_by(Job.id).limit(8)
+    candidates = select(Job.id).where(_claimable(t)).order_by(Job.id).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
-        q = q.with_for_update(skip_locked=True)
-    for job_id in session.scalars(q).all():
-        res = session.execute(
-            update(Job)
-            .where(Job.id == job_id, _claimable(t))
-            .values(state="running", lease_owner=owner, lease_expires_at=t + timedelta(seconds=lease_seconds),
-                    attempts=Job.attempts + 1, updated_at=t)
-            .execution_options(synchronize_session=False)
-        )
-        if res.rowcount == 1:
-            row = session.execute(select(Job.document_id, Job.attempts).where(Job.id == job_id)).one()
-            session.commit()
-            return Claim(job_id, row.document_id, row.attempts, owner)
+        candidates = candidates.with_for_update(skip_locked=True)  # other workers skip, never wait
+    # Picked once (MATERIALIZED): a subquery in the WHERE could run again and lock more than `limit` rows.
+    picked = candidates.cte("picked").prefix_with("MATERIALIZED", dialect="postgresql")
+    rows = session.execute(
+        update(Job)
+        .where(Job.id.in_(select(picked.c.id)), _claimable(t))
+        .values(state="running", lease_owner=owner, lease_expires_at=t + timedelta(seconds=lease_seconds),
+                attempts=Job.attempts + 1, updated_at=t)
+        .returning(Job.id, Job.document_id, Job.attempts)
+        .execution_options(synchronize_session=False)
+    ).all()
     session.commit()
-    return None
+    return [Claim(r.id, r.document_id, r.attempts, owner) for r in sorted(rows)]
 
 
 def renew(session: Session, claim: Claim, lease_seconds: int) -> None:

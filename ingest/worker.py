@@ -9,10 +9,11 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from app.container import Container
 from ingest import queue
-from ingest.pipeline import StageTimes, process_batch
+from ingest.pipeline import Batch, StageTimes, embed_batch, prepare_batch, write_batch
 from ingest.types import DocStatus
 
 log = logging.getLogger(__name__)
@@ -30,24 +31,33 @@ class Worker:
         self.times = StageTimes()
 
     def run_once(self, on_done: Callable[[int, DocStatus | None], None] | None = None) -> int:
-        """Process jobs until none is claimable. Returns how many were processed."""
+        """Process jobs until none is claimable. Returns how many were processed.
+
+        Two batches are in flight: while the model embeds one (in a thread; it releases the GIL), this
+        thread writes the previous one and parses, scrubs and chunks the next, so the cores never wait
+        for Python. Each document still ends in its own transaction."""
         n = 0
-        cfg = self.container.settings.ingest
-        while not self.stop.is_set():
-            claims = []
-            with self.container.sessions() as s:
-                while len(claims) < cfg.claim_batch:
-                    claim = queue.claim(s, self.name, cfg.lease_seconds)
-                    if claim is None:
-                        break
-                    claims.append(claim)
-            if not claims:
-                return n
-            for claim, status in zip(claims, process_batch(self.container, claims, self.times), strict=True):
-                n += 1
-                if on_done:
-                    on_done(claim.document_id, status)
-        return n
+        pending: tuple[Batch, Future] | None = None
+        with ThreadPoolExecutor(1, thread_name_prefix="kb-embed") as embedding:
+            while True:
+                claims = [] if self.stop.is_set() else self._claim()
+                batch = prepare_batch(self.container, claims, self.times) if claims else None
+                future = embedding.submit(embed_batch, self.container, batch, self.times) if batch else None
+                if pending is not None:
+                    done, vectors = pending
+                    statuses = write_batch(self.container, done, vectors.result(), self.times)
+                    for claim, status in zip(done.claims, statuses, strict=True):
+                        n += 1
+                        if on_done:
+                            on_done(claim.document_id, status)
+                if batch is None or future is None:
+                    return n
+                pending = (batch, future)
+
+    def _claim(self) -> list[queue.Claim]:
+        with self.container.sessions() as s:
+            return queue.claim(s, self.name, self.container.settings.ingest.lease_seconds,
+                               self.container.settings.ingest.claim_batch)
 
     def run_forever(self) -> None:
         poll = self.container.settings.ingest.poll_seconds

@@ -112,8 +112,7 @@ def test_killed_worker_job_is_reclaimed_exactly_once(container, tmp_path):
         (folder / f"note{i}.txt").write_text(f"Policy note {i}: travel must be approved in advance. " * 20)
     list(submit_paths(container, [folder], "k"))
     with container.sessions() as s:
-        dead = queue.claim(s, "dead-worker", lease_seconds=-1)  # claimed, then the worker vanished
-    assert dead is not None
+        [dead] = queue.claim(s, "dead-worker", lease_seconds=-1)  # claimed, then the worker vanished
     Worker(container).run_once()
     with container.sessions() as s:
         assert {d.status for d in s.scalars(select(Document))} == {"indexed"}
@@ -121,3 +120,23 @@ def test_killed_worker_job_is_reclaimed_exactly_once(container, tmp_path):
         assert sorted(adds) == sorted(set(adds))  # each document indexed exactly once
         with pytest.raises(queue.LeaseLost):  # the dead worker can no longer complete it
             queue.complete(s, dead)
+
+
+def test_workers_claim_disjoint_batches_and_expired_leases_return(container, tmp_path):
+    from ingest import queue
+
+    folder = tmp_path / "q"
+    folder.mkdir()
+    for i in range(7):
+        (folder / f"memo{i}.txt").write_text(f"Memo {i}: offices close early on Friday.")
+    ids = sorted(x.document_id for x in submit_paths(container, [folder], "q"))
+    with container.sessions() as a, container.sessions() as b:
+        first = queue.claim(a, "worker-a", lease_seconds=300, limit=4)
+        second = queue.claim(b, "worker-b", lease_seconds=-1, limit=10)  # and then worker-b died
+    assert [c.document_id for c in first] == ids[:4]  # oldest first
+    assert [c.document_id for c in second] == ids[4:]  # nothing claimed twice
+    assert all(c.attempts == 1 for c in first + second)
+    with container.sessions() as s:
+        again = queue.claim(s, "worker-c", lease_seconds=300, limit=10)
+        assert [c.document_id for c in again] == ids[4:] and {c.attempts for c in again} == {2}
+        assert queue.claim(s, "worker-d", lease_seconds=300, limit=10) == []
