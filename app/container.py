@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from app import crypto
+from app import crypto, offline
 from app.db import check_connection, make_engine, session_factory
 from app.errors import ConfigError
 from app.keys import KeyRing, Vault
@@ -26,10 +26,7 @@ if TYPE_CHECKING:
     from llm.types import Generator
     from retrieval.types import Embedder
 
-# No call may leave the machine: libraries that would look for a model hub must not.
-for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
-    os.environ.setdefault(_var, "1")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+offline.enforce()  # no call may leave the machine: no model hub lookups, no usage telemetry
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no "Loading weights" bars in CLI output
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

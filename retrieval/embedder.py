@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from app import offline
 from app.errors import ConfigError
 
 # Marker files of a sentence-transformers / transformers model folder, best first.
@@ -45,6 +46,7 @@ _models: dict[tuple[str, str | None, str, int | None], Any] = {}
 
 def _set_offline() -> None:
     # Must happen before transformers / sentence_transformers are imported anywhere in the process.
+    offline.enforce()
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")

@@ -17,8 +17,8 @@ later loads take about a second. The cache key covers the model files, the preci
 NNCF versions and the calibration text. A build is written to a temporary folder and renamed, so two
 workers starting together never read half a model.
 
-Nothing touches the network: NNCF's usage telemetry is switched off (``NNCF_CI``) before NNCF is
-imported, and OpenVINO's converter, which has telemetry of its own, is not used.
+Nothing touches the network: OpenVINO and NNCF would send usage telemetry (OpenVINO on import), which
+:mod:`app.offline` blocks before either is imported; the tests check it with the network refused.
 """
 
 from __future__ import annotations
@@ -40,10 +40,12 @@ from typing import Any
 
 import numpy as np
 
+from app import offline
 from app.errors import ConfigError
 from retrieval.embedder import PrefixedEmbedder, native_bf16, normalized, resolve_model_dir
 
 log = logging.getLogger(__name__)
+offline.enforce()  # before openvino or nncf is imported: both phone home otherwise
 
 CALIBRATION = Path(__file__).with_name("data") / "calibration.txt"
 OV_PRECISIONS = ("auto", "int8", "bf16", "fp32")
@@ -110,7 +112,6 @@ def calibration_texts() -> list[str]:
 
 def build(folder: Path, precision: str, target: Path) -> None:
     """Export, (quantize) and save the OpenVINO model for ``folder`` into ``target`` (a new folder)."""
-    os.environ["NNCF_CI"] = "1"  # must precede the first nncf import: NNCF otherwise sends usage telemetry
     import openvino as ov
     import torch
     from transformers import AutoModel, AutoTokenizer

