@@ -19,6 +19,8 @@ from pathlib import Path
 
 # This file is named like the `ingest` package; run as a script, its folder would shadow the package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+# Each run uses a fresh data folder; the compiled embedder is kept where the tests keep it (built once).
+os.environ.setdefault("KB_RETRIEVAL__EMBED_CACHE_DIR", str(Path.home() / ".cache" / "kb-models" / "embedders"))
 
 from app.container import Container  # noqa: E402
 from app.evaluation import write_corpus  # noqa: E402

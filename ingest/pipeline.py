@@ -1,4 +1,4 @@
-"""Process one queued document: parse -> scrub PII -> chunk -> embed -> write, in that order.
+"""Process claimed documents: parse -> scrub PII -> chunk -> embed -> write, a batch at a time.
 
 Chunks, their vectors (both sealed), the index event and the document's final status are written
 in ONE transaction together with the job's completion, so a worker killed at any point leaves
@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 
 from app import blobs
 from app.container import Container
@@ -23,7 +23,7 @@ from app.models import Chunk, Document, IndexEvent
 from ingest import queue
 from ingest.chunking import chunk_sections
 from ingest.parsers import parse
-from ingest.types import DocStatus, IngestError, Section
+from ingest.types import DocStatus, IngestError, ParsedDocument, Section
 
 log = logging.getLogger(__name__)
 
@@ -61,20 +61,6 @@ class Prepared:
     chunks: list
 
 
-def process(container: Container, claim: queue.Claim, times: StageTimes | None = None) -> DocStatus | None:
-    """Run one claimed job to a terminal status. Returns None if another worker took the job over."""
-    return process_batch(container, [claim], times)[0]
-
-
-def process_batch(container: Container, claims: list[queue.Claim],
-                  times: StageTimes | None = None) -> list[DocStatus | None]:
-    """Run claimed jobs to terminal statuses, embedding all their chunks in one batch (small documents
-    would otherwise each pay a whole model call). Each document is still written in its own transaction."""
-    times = times if times is not None else StageTimes()
-    batch = prepare_batch(container, claims, times)
-    return write_batch(container, batch, embed_batch(container, batch, times), times)
-
-
 @dataclass
 class Batch:
     """Claimed jobs after parsing: documents waiting for vectors, and the ones already settled."""
@@ -86,25 +72,22 @@ class Batch:
 
 def prepare_batch(container: Container, claims: list[queue.Claim], times: StageTimes) -> Batch:
     """Parse, scrub and chunk each claimed document; files that cannot be indexed are settled here.
-    Ends by renewing the leases of the documents that go on to be embedded."""
+    Scrubbing runs once over the whole batch (spaCy is much faster on many texts at once)."""
     batch = Batch(claims, [], {})
-    lease = container.settings.ingest.lease_seconds
-    renewed = time.monotonic()
-    for i, claim in enumerate(claims):
-        if time.monotonic() - renewed > lease / 3:  # large files: keep the rest of the batch ours
-            _renew_all(container, claims[i:])
-            renewed = time.monotonic()
-        prep = _guard(container, claim, lambda claim=claim: prepare(container, claim, times))
+    loaded: list[Loaded] = []
+    for claim in claims:
+        item = _guard(container, claim, lambda claim=claim: load(container, claim, times))
+        if isinstance(item, Loaded):
+            loaded.append(item)
+        else:
+            batch.results[claim.job_id] = item
+    for item, scrubbed in zip(loaded, scrub_all(container, loaded, times), strict=True):
+        prep = _guard(container, item.claim, lambda item=item, scrubbed=scrubbed: chunk(container, item, scrubbed,
+                                                                                         times))
         if isinstance(prep, Prepared):
             batch.ready.append(prep)
         else:
-            batch.results[claim.job_id] = prep
-    try:
-        with container.sessions() as s:
-            for prep in batch.ready:
-                queue.renew(s, prep.claim, lease)
-    except queue.LeaseLost:
-        _renew_all(container, [p.claim for p in batch.ready])  # write() drops the ones that are lost
+            batch.results[item.claim.job_id] = prep
     return batch
 
 
@@ -137,18 +120,7 @@ def write_batch(container: Container, batch: Batch, vectors: np.ndarray | None,
     return [batch.results[c.job_id] for c in batch.claims]
 
 
-def _renew_all(container: Container, claims: list[queue.Claim]) -> None:
-    for claim in claims:
-        try:
-            with container.sessions() as s:
-                queue.renew(s, claim, container.settings.ingest.lease_seconds)
-        except queue.LeaseLost:
-            pass  # that document will be dropped when we try to finish it
-
-
 def _embed_one(container: Container, prep: Prepared) -> np.ndarray:
-    with container.sessions() as s:
-        queue.renew(s, prep.claim, container.settings.ingest.lease_seconds)
     return container.embedder.embed_passages([ch.text for ch in prep.chunks])
 
 
@@ -166,16 +138,29 @@ def _guard(c: Container, claim: queue.Claim, step):
         return _terminal(c, claim, DocStatus.failed, _short_reason(exc))
 
 
-def prepare(container: Container, claim: queue.Claim, times: StageTimes) -> Prepared | None:
-    """Parse, check for duplicates, scrub and chunk. Raises IngestError for files that cannot be indexed."""
-    c, s_ing = container, container.settings.ingest
+@dataclass
+class Loaded:
+    """A claimed document after parsing and the duplicate check, before scrubbing."""
+
+    claim: queue.Claim
+    doc_id: int
+    collection_id: int
+    dek: bytes
+    parsed: ParsedDocument
+    content_hmac: str
+
+
+def load(container: Container, claim: queue.Claim, times: StageTimes) -> Loaded | None:
+    """Open the sealed original, parse it and check for duplicates. Raises IngestError for files that
+    cannot be indexed; None if the document was deleted while queued."""
+    c = container
     with c.sessions() as s:
         doc = s.get(Document, claim.document_id)
         if doc is None:  # deleted while queued
             queue.complete(s, claim)
             s.commit()
             return None
-        if claim.attempts > s_ing.max_attempts:
+        if claim.attempts > c.settings.ingest.max_attempts:
             raise IngestError(DocStatus.failed,
                               f"processing stopped the worker {claim.attempts - 1} times; check the file")
         dek = c.vault.data_key(s, doc.dek_id)
@@ -183,21 +168,66 @@ def prepare(container: Container, claim: queue.Claim, times: StageTimes) -> Prep
     t = time.perf_counter()
     data = blobs.load(c.settings.blobs_dir, dek, doc_id, blob_name or "")
     parsed = parse(data, source)
-    t = times.add("parse", t)
+    times.add("parse", t)
     content_hmac = c.vault.content_hmac(parsed.text)
     with c.sessions() as s:
         dup = _duplicate_of(s, collection_id, content_hmac, source)
     if dup is not None:
         raise IngestError(DocStatus.duplicate, f"same text as {dup.source} (document {dup.id})")
-    scrubbed, pii_found = _scrub(c, parsed.sections)
-    t = times.add("scrub", t)
-    chunks = chunk_sections(scrubbed, c.embedder.token_spans, s_ing.chunk_tokens, s_ing.chunk_overlap,
-                            title=parsed.title)
+    return Loaded(claim, doc_id, collection_id, dek, parsed, content_hmac)
+
+
+Scrubbed = tuple[list[Section], int] | Exception  # sections and PII found, or what broke the scrubber
+
+
+def scrub_all(c: Container, items: list[Loaded], times: StageTimes) -> list[Scrubbed]:
+    """Scrub every section of every document in one call; if that fails, document by document, so a
+    text that breaks the scrubber fails only its own document."""
+    t = time.perf_counter()
+    try:
+        return _scrub_docs(c, items)
+    except Exception:
+        log.warning("scrubbing the batch failed; scrubbing its documents one by one", exc_info=True)
+        out: list[Scrubbed] = []
+        for item in items:
+            try:
+                out.extend(_scrub_docs(c, [item]))
+            except Exception as exc:
+                out.append(exc)
+        return out
+    finally:
+        times.add("scrub", t)
+
+
+def _scrub_docs(c: Container, items: list[Loaded]) -> list[Scrubbed]:
+    if not c.settings.pii.enabled:
+        return [(item.parsed.sections, 0) for item in items]
+    results = iter(c.scrubber.scrub_many([sec.text for item in items for sec in item.parsed.sections]))
+    out: list[Scrubbed] = []
+    for item in items:
+        sections, found = [], 0
+        for sec in item.parsed.sections:
+            res = next(results)
+            found += len(res.entities)
+            sections.append(Section(res.text, sec.page, sec.sheet, sec.heading))
+        out.append((sections, found))
+    return out
+
+
+def chunk(container: Container, item: Loaded, scrubbed: Scrubbed, times: StageTimes) -> Prepared:
+    if isinstance(scrubbed, Exception):
+        raise scrubbed
+    sections, pii_found = scrubbed
+    t = time.perf_counter()
+    cfg = container.settings.ingest
+    chunks = chunk_sections(sections, container.embedder.token_spans, cfg.chunk_tokens, cfg.chunk_overlap,
+                            title=item.parsed.title)
     if not chunks:
         raise IngestError(DocStatus.empty, "no text left after parsing")
     times.add("chunk", t)
-    times.characters += sum(len(x.text) for x in scrubbed)
-    return Prepared(claim, doc_id, collection_id, dek, parsed.title, parsed.format, content_hmac, pii_found, chunks)
+    times.characters += sum(len(x.text) for x in sections)
+    return Prepared(item.claim, item.doc_id, item.collection_id, item.dek, item.parsed.title, item.parsed.format,
+                    item.content_hmac, pii_found, chunks)
 
 
 def write(c: Container, prep: Prepared, vectors: np.ndarray | None, times: StageTimes) -> DocStatus:
@@ -208,36 +238,24 @@ def write(c: Container, prep: Prepared, vectors: np.ndarray | None, times: Stage
     doc_id, dek = prep.doc_id, prep.dek
     with c.sessions() as s:
         rows = [
-            Chunk(document_id=doc_id, collection_id=prep.collection_id, idx=ch.idx,
-                  text_sealed=c.vault.seal(dek, ch.text, "chunks", doc_id, ch.idx),
-                  vector_sealed=c.vault.seal(dek, np.asarray(vec, dtype="<f4").tobytes(), "vectors", doc_id,
-                                             ch.idx),
-                  page=ch.page, n_tokens=ch.n_tokens,
-                  meta_sealed=c.vault.seal(dek, json.dumps({"heading": ch.heading, "sheet": ch.sheet}),
-                                           "chunk_meta", doc_id, ch.idx) if ch.heading or ch.sheet else None)
+            {"document_id": doc_id, "collection_id": prep.collection_id, "idx": ch.idx,
+             "text_sealed": c.vault.seal(dek, ch.text, "chunks", doc_id, ch.idx),
+             "vector_sealed": c.vault.seal(dek, np.asarray(vec, dtype="<f4").tobytes(), "vectors", doc_id, ch.idx),
+             "page": ch.page, "n_tokens": ch.n_tokens,
+             "meta_sealed": c.vault.seal(dek, json.dumps({"heading": ch.heading, "sheet": ch.sheet}), "chunk_meta",
+                                         doc_id, ch.idx) if ch.heading or ch.sheet else None}
             for ch, vec in zip(prep.chunks, vectors, strict=True)
         ]
-        s.add_all(rows)
-        s.flush()
-        s.add(IndexEvent(op="add", document_id=doc_id, chunk_ids=[r.id for r in rows]))
+        # One multi-row INSERT ... RETURNING (bulk, not one ORM object per chunk).
+        ids = list(s.scalars(insert(Chunk).returning(Chunk.id, sort_by_parameter_order=True), rows))
+        s.add(IndexEvent(op="add", document_id=doc_id, chunk_ids=ids))
         title = c.vault.seal(dek, prep.title, "doc_title", doc_id) if prep.title else None
         _finish(c, s, prep.claim, doc_id, DocStatus.indexed, None, title_sealed=title, fmt=prep.format,
-                content_hmac=prep.content_hmac, n_chunks=len(rows), pii_found=prep.pii_found)
+                content_hmac=prep.content_hmac, n_chunks=len(ids), pii_found=prep.pii_found)
         s.commit()
     times.documents += 1
     times.chunks += len(rows)
     return DocStatus.indexed
-
-
-def _scrub(c: Container, sections: list[Section]) -> tuple[list[Section], int]:
-    if not c.settings.pii.enabled:
-        return sections, 0
-    out, found = [], 0
-    for sec in sections:
-        res = c.scrubber.scrub(sec.text)
-        found += len(res.entities)
-        out.append(Section(res.text, sec.page, sec.sheet, sec.heading))
-    return out, found
 
 
 def _duplicate_of(s, collection_id: int, content_hmac: str, source: str) -> Document | None:

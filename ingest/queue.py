@@ -66,16 +66,23 @@ def claim(session: Session, owner: str, lease_seconds: int, limit: int = 1) -> l
     return [Claim(r.id, r.document_id, r.attempts, owner) for r in sorted(rows)]
 
 
-def renew(session: Session, claim: Claim, lease_seconds: int) -> None:
-    res = session.execute(
-        update(Job).where(Job.id == claim.job_id, Job.lease_owner == claim.owner, Job.state == "running")
+def renew(session: Session, claims: list[Claim], lease_seconds: int) -> list[Claim]:
+    """Extend the leases of ``claims`` in one statement; returns the ones another worker has taken over.
+    Commits."""
+    if not claims:
+        return []
+    owners = {c.owner for c in claims}
+    if len(owners) != 1:
+        raise ValueError("renew the claims of one worker at a time")
+    kept = set(session.scalars(
+        update(Job).where(Job.id.in_([c.job_id for c in claims]), Job.lease_owner == owners.pop(),
+                          Job.state == "running")
         .values(lease_expires_at=now() + timedelta(seconds=lease_seconds))
+        .returning(Job.id)
         .execution_options(synchronize_session=False)
-    )
-    if res.rowcount != 1:
-        session.rollback()
-        raise LeaseLost(f"job {claim.job_id} was taken over by another worker")
+    ))
     session.commit()
+    return [c for c in claims if c.job_id not in kept]
 
 
 def complete(session: Session, claim: Claim) -> None:

@@ -23,6 +23,61 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
+class LeaseKeeper:
+    """Renews the leases of the jobs a worker holds, from a background thread, every third of a lease.
+
+    A batch can take longer than one lease (big files, a slow model, a batch waiting behind another);
+    without this, another worker would take its jobs over while they are still being worked on.
+    """
+
+    def __init__(self, container: Container) -> None:
+        self.container = container
+        self._held: dict[int, queue.Claim] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def hold(self, claims: list[queue.Claim]) -> None:
+        with self._lock:
+            self._held.update((c.job_id, c) for c in claims)
+
+    def release(self, claims: list[queue.Claim]) -> None:
+        with self._lock:
+            for c in claims:
+                self._held.pop(c.job_id, None)
+
+    def renew(self) -> None:
+        with self._lock:
+            claims = list(self._held.values())
+        if not claims:
+            return
+        with self.container.sessions() as s:
+            lost = queue.renew(s, claims, self.container.settings.ingest.lease_seconds)
+        if lost:  # their documents are dropped when we try to write them
+            log.warning("%d job(s) were taken over by another worker", len(lost))
+            self.release(lost)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.container.settings.ingest.lease_seconds / 3):
+            try:
+                self.renew()
+            except Exception:  # a database hiccup: try again next time, the lease still has time
+                log.warning("could not renew job leases", exc_info=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="kb-leases", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        with self._lock:
+            self._held.clear()
+
+
 class Worker:
     def __init__(self, container: Container, name: str | None = None):
         self.container = container
@@ -38,14 +93,16 @@ class Worker:
         for Python. Each document still ends in its own transaction."""
         n = 0
         pending: tuple[Batch, Future] | None = None
-        with ThreadPoolExecutor(1, thread_name_prefix="kb-embed") as embedding:
+        with ThreadPoolExecutor(1, thread_name_prefix="kb-embed") as embedding, LeaseKeeper(self.container) as leases:
             while True:
                 claims = [] if self.stop.is_set() else self._claim()
+                leases.hold(claims)
                 batch = prepare_batch(self.container, claims, self.times) if claims else None
                 future = embedding.submit(embed_batch, self.container, batch, self.times) if batch else None
                 if pending is not None:
                     done, vectors = pending
                     statuses = write_batch(self.container, done, vectors.result(), self.times)
+                    leases.release(done.claims)
                     for claim, status in zip(done.claims, statuses, strict=True):
                         n += 1
                         if on_done:

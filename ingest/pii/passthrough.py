@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from ingest.types import PiiEntity, ScrubResult
 
 
@@ -11,3 +13,6 @@ class PassthroughScrubber:
 
     def scrub(self, text: str) -> ScrubResult:
         return ScrubResult(text, [])
+
+    def scrub_many(self, texts: Iterable[str]) -> list[ScrubResult]:
+        return [ScrubResult(t, []) for t in texts]

@@ -47,11 +47,13 @@ def test_sigkill_mid_batch_leaves_every_document_indexed_once(tmp_path, pg_datab
     assert len(expected) == 24
 
     data = tmp_path / "pg"
-    c = Container(make_settings(data, pg_database, ingest={"lease_seconds": 4, "poll_seconds": 0.3}))
+    c = Container(make_settings(data, pg_database, ingest={"lease_seconds": 4, "poll_seconds": 0.3,
+                                                                  "claim_batch": 4}))
     init(c, "admin", "admin-password-1")
     list(submit_paths(c, [corpus], "p"))
     env = {**os.environ, "KB_DATA_DIR": str(data), "KB_DATABASE__URL": pg_database,
-           "KB_INGEST__LEASE_SECONDS": "4", "KB_INGEST__POLL_SECONDS": "0.3"}
+           "KB_INGEST__LEASE_SECONDS": "4", "KB_INGEST__POLL_SECONDS": "0.3",
+           "KB_INGEST__CLAIM_BATCH": "4"}  # small batches, so both workers hold jobs
     workers = [subprocess.Popen([sys.executable, "-m", "app", "worker"], env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL) for _ in range(2)]
     victim, survivor = workers
@@ -82,8 +84,9 @@ def test_sigkill_mid_batch_leaves_every_document_indexed_once(tmp_path, pg_datab
             except subprocess.TimeoutExpired:
                 w.kill()
     with c.sessions() as s:
-        statuses = {d.status for d in s.scalars(select(Document))}
+        docs = s.scalars(select(Document)).all()
+        statuses = {d.status for d in docs}
         adds = s.scalars(select(IndexEvent.document_id).where(IndexEvent.op == "add")).all()
-    assert statuses == {"indexed"}
+    assert statuses == {"indexed"}, [(d.source, d.status, d.reason) for d in docs if d.status != "indexed"]
     assert len(adds) == len(set(adds)) == 24  # each document written exactly once
     assert _chunk_counts(c) == expected  # and the same chunks as a clean run

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app import documents
+from app.container import Container
 from app.models import Chunk, Document, IndexEvent, Job
 from ingest.submit import submit_paths
 from ingest.types import TERMINAL
@@ -140,3 +141,35 @@ def test_workers_claim_disjoint_batches_and_expired_leases_return(container, tmp
         again = queue.claim(s, "worker-c", lease_seconds=300, limit=10)
         assert [c.document_id for c in again] == ids[4:] and {c.attempts for c in again} == {2}
         assert queue.claim(s, "worker-d", lease_seconds=300, limit=10) == []
+
+
+def test_lease_keeper_holds_jobs_longer_than_a_lease(tmp_path, db_url):
+    """A batch that takes longer than a lease (big files, slow model) is not taken over meanwhile."""
+    import time
+
+    from app.setup import init
+    from ingest import queue
+    from ingest.worker import LeaseKeeper
+    from tests.conftest import make_settings
+
+    c = Container(make_settings(tmp_path / "data", db_url, ingest={"lease_seconds": 1}))
+    init(c, "admin", "admin-password-1")
+    folder = tmp_path / "l"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"n{i}.txt").write_text(f"Note {i} about the archive room.")
+    list(submit_paths(c, [folder], "l"))
+    with c.sessions() as s:
+        mine = queue.claim(s, "slow-worker", lease_seconds=1, limit=2)
+    with LeaseKeeper(c) as keeper:
+        keeper.hold(mine)
+        time.sleep(2.5)  # more than two leases
+        with c.sessions() as s:
+            others = queue.claim(s, "other-worker", lease_seconds=60, limit=10)
+        assert [o.document_id for o in others] == [3]  # only the job nobody held
+        keeper.release(mine)
+        time.sleep(1.3)
+        with c.sessions() as s:
+            taken = queue.claim(s, "other-worker", lease_seconds=60, limit=10)
+            assert [t.job_id for t in taken] == [m.job_id for m in mine]  # released: they expire and move on
+            assert queue.renew(s, mine, 60) == mine  # the old owner learns it lost them
