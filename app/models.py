@@ -14,6 +14,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -89,17 +90,20 @@ class DataKey(Base):
 
 class Document(Base):
     __tablename__ = "documents"
-    __table_args__ = (UniqueConstraint("collection_id", "source", "version", name="uq_documents_source_version"),)
+    # No index on `current` or `content_hmac` alone: SQLite would pick `current` (true for nearly every
+    # row) and scan the table for each document; the unique key and ix_documents_content serve the lookups.
+    __table_args__ = (UniqueConstraint("collection_id", "source", "version", name="uq_documents_source_version"),
+                      Index("ix_documents_content", "collection_id", "content_hmac"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), index=True)
     source: Mapped[str] = mapped_column(String(1024))  # display path, never used as a file path
     version: Mapped[int] = mapped_column(Integer, default=1)
-    current: Mapped[bool] = mapped_column(Boolean, default=True, index=True)
+    current: Mapped[bool] = mapped_column(Boolean, default=True)
     title_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)  # titles are document text
     format: Mapped[str | None] = mapped_column(String(32))
     size: Mapped[int] = mapped_column(BigInteger, default=0)
     file_hmac: Mapped[str] = mapped_column(String(64), index=True)  # keyed hash of the original bytes
-    content_hmac: Mapped[str | None] = mapped_column(String(64), index=True)  # keyed hash of the text
+    content_hmac: Mapped[str | None] = mapped_column(String(64))  # keyed hash of the text
     status: Mapped[str] = mapped_column(String(24), index=True)
     reason: Mapped[str | None] = mapped_column(Text)
     dek_id: Mapped[str] = mapped_column(ForeignKey("data_keys.id"))

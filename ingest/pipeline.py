@@ -155,7 +155,8 @@ def load(container: Container, claim: queue.Claim, times: StageTimes) -> Loaded 
     cannot be indexed; None if the document was deleted while queued."""
     c = container
     with c.sessions() as s:
-        doc = s.get(Document, claim.document_id)
+        doc = s.execute(select(Document.source, Document.collection_id, Document.blob_name, Document.dek_id)
+                        .where(Document.id == claim.document_id)).first()
         if doc is None:  # deleted while queued
             queue.complete(s, claim)
             s.commit()
@@ -164,7 +165,7 @@ def load(container: Container, claim: queue.Claim, times: StageTimes) -> Loaded 
             raise IngestError(DocStatus.failed,
                               f"processing stopped the worker {claim.attempts - 1} times; check the file")
         dek = c.vault.data_key(s, doc.dek_id)
-        source, doc_id, collection_id, blob_name = doc.source, doc.id, doc.collection_id, doc.blob_name
+        source, doc_id, collection_id, blob_name = doc.source, claim.document_id, doc.collection_id, doc.blob_name
     t = time.perf_counter()
     data = blobs.load(c.settings.blobs_dir, dek, doc_id, blob_name or "")
     parsed = parse(data, source)
@@ -248,9 +249,9 @@ def write(c: Container, prep: Prepared, vectors: np.ndarray | None, times: Stage
         ]
         # One multi-row INSERT ... RETURNING (bulk, not one ORM object per chunk).
         ids = list(s.scalars(insert(Chunk).returning(Chunk.id, sort_by_parameter_order=True), rows))
-        s.add(IndexEvent(op="add", document_id=doc_id, chunk_ids=ids))
+        s.execute(insert(IndexEvent).values(op="add", document_id=doc_id, chunk_ids=ids))
         title = c.vault.seal(dek, prep.title, "doc_title", doc_id) if prep.title else None
-        _finish(c, s, prep.claim, doc_id, DocStatus.indexed, None, title_sealed=title, fmt=prep.format,
+        _finish(c, s, prep.claim, doc_id, DocStatus.indexed, None, title_sealed=title, format=prep.format,
                 content_hmac=prep.content_hmac, n_chunks=len(ids), pii_found=prep.pii_found)
         s.commit()
     times.documents += 1
@@ -278,26 +279,27 @@ def _finish(c: Container, s, claim: queue.Claim, doc_id: int, status: DocStatus,
             **fields) -> None:
     """Set the final status, retire older versions of the same source if this one indexed, end the job."""
     queue.complete(s, claim)
-    doc = s.get(Document, doc_id)
+    doc = s.execute(select(Document.collection_id, Document.source).where(Document.id == doc_id)).first()
     if doc is None:
         return
-    doc.status, doc.reason = status, reason
-    for k, v in fields.items():
-        setattr(doc, "format" if k == "fmt" else k, v)
-    if status == DocStatus.indexed or not _has_current(s, doc):
-        for old in s.scalars(select(Document).where(
-                Document.collection_id == doc.collection_id, Document.source == doc.source,
-                Document.id != doc.id, Document.current.is_(True))):
-            remove_chunks(s, old.id)
-            old.current = False
-            blobs.delete(c.settings.blobs_dir, old.blob_name)
-            old.blob_name = None
-        doc.current = True
+    values = {"status": status, "reason": reason, **fields}
+    if status == DocStatus.indexed or not _has_current(s, doc_id, doc.collection_id, doc.source):
+        old = s.execute(select(Document.id, Document.blob_name).where(
+            Document.collection_id == doc.collection_id, Document.source == doc.source, Document.id != doc_id,
+            Document.current.is_(True))).all()
+        for old_id, blob_name in old:
+            remove_chunks(s, old_id)
+            blobs.delete(c.settings.blobs_dir, blob_name)
+        if old:
+            s.execute(update(Document).where(Document.id.in_([o.id for o in old]))
+                      .values(current=False, blob_name=None))
+        values["current"] = True
+    s.execute(update(Document).where(Document.id == doc_id).values(**values))
 
 
-def _has_current(s, doc: Document) -> bool:
+def _has_current(s, doc_id: int, collection_id: int, source: str) -> bool:
     return s.scalar(select(Document.id).where(
-        Document.collection_id == doc.collection_id, Document.source == doc.source, Document.id != doc.id,
+        Document.collection_id == collection_id, Document.source == source, Document.id != doc_id,
         Document.current.is_(True), Document.status == DocStatus.indexed).limit(1)) is not None
 
 
