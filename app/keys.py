@@ -131,6 +131,7 @@ class Vault:
         self.ring = ring
         self.cipher = cipher
         self._deks: dict[str, bytes] = {}
+        self._recorded_versions: set[int] = set()  # key versions known to have their row
         self._lock = threading.Lock()
 
     # --- data keys -------------------------------------------------------------------------
@@ -168,9 +169,13 @@ class Vault:
         return dek
 
     def ensure_key_version(self, session: Session, version: int) -> None:
+        if version in self._recorded_versions:
+            return
         if session.get(KeyVersion, version) is None:
             session.add(KeyVersion(version=version, fingerprint=fingerprint(self.ring.versions[version])))
-            session.flush()
+            session.flush()  # not remembered: the caller's transaction may still roll back
+        else:
+            self._recorded_versions.add(version)  # committed earlier: no need to look again
 
     # --- records ---------------------------------------------------------------------------
     def seal(self, dek: bytes, plaintext: bytes | str, *aad: object) -> bytes:

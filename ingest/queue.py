@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.models import Job
@@ -38,7 +38,11 @@ def _claimable(t: datetime):
     return or_(Job.state == "queued", and_(Job.state == "running", Job.lease_expires_at < t))
 
 
-def enqueue(session: Session, document_id: int) -> None:
+def enqueue(session: Session, document_id: int, new: bool = False) -> None:
+    """Queue (or queue again) the job of a document; ``new`` = the document was just created."""
+    if new:
+        session.execute(insert(Job).values(document_id=document_id, state="queued"))
+        return
     job = session.scalar(select(Job).where(Job.document_id == document_id))
     if job is None:
         session.add(Job(document_id=document_id, state="queued"))

@@ -72,7 +72,7 @@ def submit_bytes(container: Container, collection_id: int, source: str, data: by
         s.add(doc)
         s.flush()
         doc.blob_name = blobs.store(vault, container.settings.blobs_dir, dek, doc.id, data)
-        queue.enqueue(s, doc.id)
+        queue.enqueue(s, doc.id, new=True)
         return Submitted(source, "queued", doc.id)
 
 

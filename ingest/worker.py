@@ -111,6 +111,44 @@ class Worker:
                     return n
                 pending = (batch, future)
 
+    def start_draining(self, on_done: Callable[[int, DocStatus | None], None] | None = None) -> Callable[[], int]:
+        """Index in a background thread while the caller is still queueing files (so the embedder is busy
+        from the first batch on, not after the last file is sealed). Call the returned function once
+        everything is queued: it waits until the queue is empty and returns how many were processed."""
+        all_queued = threading.Event()
+        processed = [0]
+        errors: list[BaseException] = []
+
+        def loop() -> None:
+            try:
+                while not self.stop.is_set():
+                    last_round = all_queued.is_set()
+                    got = self.run_once(on_done)
+                    processed[0] += got
+                    if last_round and got == 0:
+                        return
+                    if got == 0:
+                        all_queued.wait(0.05)
+            except BaseException as exc:  # handed to the caller
+                errors.append(exc)
+
+        thread = threading.Thread(target=loop, name="kb-drain", daemon=True)
+        thread.start()
+
+        def finish() -> int:
+            all_queued.set()
+            try:
+                while thread.is_alive():
+                    thread.join(0.2)  # in slices, so Ctrl-C reaches this thread
+            except KeyboardInterrupt:
+                self.stop.set()
+                raise
+            if errors:
+                raise errors[0]
+            return processed[0]
+
+        return finish
+
     def _claim(self) -> list[queue.Claim]:
         with self.container.sessions() as s:
             return queue.claim(s, self.name, self.container.settings.ingest.lease_seconds,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -28,10 +30,14 @@ def ingest(ctx: Ctx, paths: tuple[Path, ...], collection: str, wait: bool, as_js
     their older version. Every file ends with a status and, if it failed, the reason.
     """
     from ingest.submit import submit_paths
+    from ingest.worker import Worker
 
     c = ctx.container
     started = time.perf_counter()
     submitted = []
+    progress = _Progress(quiet=as_json)
+    worker = Worker(c) if wait else None
+    finish = worker.start_draining(on_done=progress.tick) if worker else None  # indexes while we queue
     with click.progressbar(length=0, label="queueing", show_pos=True, file=None if not as_json else _null()) as bar:
         for item in submit_paths(c, list(paths), collection, uploaded_by=cli_actor().name):
             submitted.append(item)
@@ -41,8 +47,10 @@ def ingest(ctx: Ctx, paths: tuple[Path, ...], collection: str, wait: bool, as_js
                      details={"files": len(submitted), "queued": sum(x.outcome == "queued" for x in submitted)})
     queued_ids = [x.document_id for x in submitted if x.outcome == "queued" and x.document_id]
     times = None
-    if wait and queued_ids:
-        times = _drain(c, len(queued_ids), quiet=as_json)
+    if worker and finish:
+        with progress.bar(len(queued_ids)):
+            finish()
+        times = worker.times
     elapsed = time.perf_counter() - started
     ids = [x.document_id for x in submitted if x.document_id]
     with c.sessions() as s:
@@ -80,14 +88,30 @@ def _null():
     return io.StringIO()
 
 
-def _drain(c, total: int, quiet: bool):
-    from ingest.worker import Worker
+class _Progress:
+    """The indexing bar: documents finished while files were still being queued count from the start."""
 
-    worker = Worker(c)
-    with click.progressbar(length=total, label="indexing", show_pos=True, show_eta=True,
-                           file=_null() if quiet else None) as bar:
-        worker.run_once(on_done=lambda _doc, _status: bar.update(1))
-    return worker.times
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.done = 0
+        self._bar = None
+        self._lock = threading.Lock()
+
+    def tick(self, _doc_id: int, _status: object) -> None:
+        with self._lock:
+            self.done += 1
+            if self._bar is not None:
+                self._bar.update(1)
+
+    @contextmanager
+    def bar(self, total: int):
+        with click.progressbar(length=total, label="indexing", show_pos=True, show_eta=True,
+                               file=_null() if self.quiet else None) as bar:
+            with self._lock:
+                bar.update(self.done)
+                self._bar = bar
+            yield
+        self._bar = None
 
 
 @click.command()
