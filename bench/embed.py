@@ -8,6 +8,9 @@ Speed: chunks/s and word-piece tokens/s on ``--n`` real SciFact chunks, cut by i
 Quality (``--quality``): dense-only nDCG@10 on SciFact (train qrels, one passage per document,
 title + text) with each option's own passage and query vectors.
 
+The OpenVINO options build their models into ``--cache`` once (int8: NNCF, calibrated on
+``retrieval/data/calibration.txt``).
+
 ``--onnx`` adds ONNX Runtime options (fp32 with fused attention, int8 with per-channel weights), if
 onnxruntime and onnx are installed; the local model is exported into ``--cache`` (nothing downloaded).
 """
@@ -39,7 +42,7 @@ Encode = Callable[[list[str]], np.ndarray]
 @dataclass
 class Option:
     name: str
-    precision: str = "fp32"  # fp32 | bf16 | int8 | onnx-fp32 | onnx-int8
+    precision: str = "fp32"  # fp32 | bf16 | int8 | onnx-fp32 | onnx-int8 | ov-int8 | ov-bf16 | ov-fp32
     batch: int = 64
     threads: int | None = None  # None = torch's default
     max_tokens: int | None = None  # None = the model's own (256)
@@ -64,6 +67,11 @@ def options(onnx: bool) -> list[Option]:
         Option("bf16 max128", "bf16", max_tokens=128, quality=True),
         Option("int8 torch", "int8", quality=True),
         Option("int8 torch 1 thread", "int8", threads=1),
+        Option("openvino int8 (default)", "ov-int8", batch=32, quality=True),
+        Option("openvino int8 bs64", "ov-int8", batch=64),
+        Option("openvino int8 1 thread", "ov-int8", batch=32, threads=1),
+        Option("openvino bf16", "ov-bf16", batch=32),
+        Option("openvino fp32", "ov-fp32", batch=32),
     ]
     if onnx:
         opts += [Option("onnx fp32", "onnx-fp32", quality=True), Option("onnx int8", "onnx-int8", quality=True),
@@ -144,6 +152,12 @@ def encoder(opt: Option, cache: Path) -> Encode:
     import torch
 
     torch.set_num_threads(opt.threads or DEFAULT_THREADS)
+    if opt.precision.startswith("ov-"):
+        from retrieval.embedder_openvino import OpenVinoEmbedder
+
+        ov = OpenVinoEmbedder(precision=opt.precision[3:], batch_size=opt.batch, max_tokens=opt.max_tokens,
+                              threads=opt.threads, cache_dir=cache / "openvino")
+        return ov.embed_passages
     if opt.precision.startswith("onnx"):
         base = SentenceTransformerEmbedder(precision="fp32")
         fp32, int8 = _onnx_files(base.model_dir, cache / "onnx")
