@@ -173,3 +173,38 @@ def test_lease_keeper_holds_jobs_longer_than_a_lease(tmp_path, db_url):
             taken = queue.claim(s, "other-worker", lease_seconds=60, limit=10)
             assert [t.job_id for t in taken] == [m.job_id for m in mine]  # released: they expire and move on
             assert queue.renew(s, mine, 60) == mine  # the old owner learns it lost them
+
+
+def test_a_text_that_breaks_the_scrubber_or_a_failed_batch_embedding_fails_only_its_document(
+        container, tmp_path, monkeypatch):
+    folder = tmp_path / "b"
+    folder.mkdir()
+    for i in range(4):
+        (folder / f"memo{i}.txt").write_text(f"Memo {i}: the canteen opens at eight. " * 5)
+    (folder / "poison.txt").write_text("POISON text that the scrubber cannot handle.")
+    scrubber, embedder = container.scrubber, container.embedder
+    real_scrub, real_embed = scrubber.scrub_many, embedder.embed_passages
+
+    def scrub_many(texts):
+        texts = list(texts)
+        if any("POISON" in t for t in texts):
+            raise RuntimeError("scrubber crashed")
+        return real_scrub(texts)
+
+    calls = []
+
+    def embed_passages(texts):
+        calls.append(len(texts))
+        if len(calls) == 1:
+            raise RuntimeError("model hiccup")  # the whole batch's call fails once
+        return real_embed(texts)
+
+    monkeypatch.setattr(scrubber, "scrub_many", scrub_many)
+    monkeypatch.setattr(embedder, "embed_passages", embed_passages)
+    list(submit_paths(container, [folder], "b"))
+    Worker(container).run_once()
+    with container.sessions() as s:
+        docs = {d.source.rsplit("/", 1)[-1]: d for d in s.scalars(select(Document))}
+    assert docs["poison.txt"].status == "failed" and "scrubber crashed" in docs["poison.txt"].reason
+    assert {n: d.status for n, d in docs.items() if n != "poison.txt"} == {f"memo{i}.txt": "indexed" for i in range(4)}
+    assert calls[0] == sum(calls[1:]) and len(calls) == 5  # one failed batch call, then one call per document
