@@ -53,6 +53,8 @@ class LeaseKeeper:
             return
         with self.container.sessions() as s:
             lost = queue.renew(s, claims, self.container.settings.ingest.lease_seconds)
+        with self._lock:  # a job finished meanwhile is not running any more, but it was not lost
+            lost = [c for c in lost if c.job_id in self._held]
         if lost:  # their documents are dropped when we try to write them
             log.warning("%d job(s) were taken over by another worker", len(lost))
             self.release(lost)

@@ -16,23 +16,15 @@ from retrieval import embedder_openvino
 from retrieval.embedder import SentenceTransformerEmbedder, resolve_model_dir
 from retrieval.embedder_openvino import OpenVinoEmbedder, cache_key, read_spec
 from retrieval.embedders import build_embedder, resolve_backend
+from tests.retrieval.test_embedder_precision import QUERIES, SENTENCES
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not embedder_openvino.available(), reason="openvino not installed")]
 
 PASSAGES = [
-    "A cat is sleeping on the sofa.",
-    "Vitamin D deficiency is associated with a higher risk of bone fractures in older adults.",
-    "The central bank raised interest rates to curb inflation.",
-    "Mutations in the BRCA1 gene increase the lifetime risk of breast cancer.",
+    *SENTENCES[:4],  # QUERIES name their best passage among these
     "客户可以在网上银行修改绑定的手机号码。",
     "The retention period for audit records is seven years. " * 12,  # long: several batches, real padding
 ]
-QUERIES = {
-    "where is the cat resting?": 0,
-    "low vitamin D and broken bones in the elderly": 1,
-    "monetary policy against rising prices": 2,
-    "hereditary breast cancer genes": 3,
-}
 
 
 @pytest.fixture(scope="module")
