@@ -141,12 +141,13 @@ def build(folder: Path, precision: str, target: Path) -> None:
                               dynamic_axes={n: {0: "batch", 1: "seq"} for n in [*names, "hidden"]})
         ov_model = ov.Core().read_model(str(onnx_file))
         if precision == "int8":
-            import nncf
-
             feeds = [_feed(tok(t, truncation=True, max_length=spec.max_seq_length), names)
                      for t in calibration_texts()]
-            # NNCF draws progress bars on stdout, which belongs to `--json` output: send them to stderr.
+            # NNCF logs and draws progress bars on stdout, which belongs to `--json` output: use stderr.
+            # (Its logger binds the stream when first imported, so the import goes inside too.)
             with contextlib.redirect_stdout(sys.stderr):
+                import nncf
+
                 ov_model = nncf.quantize(ov_model, nncf.Dataset(feeds), model_type=nncf.ModelType.TRANSFORMER,
                                          subset_size=len(feeds))
         ov.save_model(ov_model, str(tmp / "model.xml"), compress_to_fp16=False)
