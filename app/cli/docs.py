@@ -6,7 +6,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import click
@@ -48,9 +48,9 @@ def ingest(ctx: Ctx, paths: tuple[Path, ...], collection: str, wait: bool, as_js
     queued_ids = [x.document_id for x in submitted if x.outcome == "queued" and x.document_id]
     times = None
     if worker and finish:
-        with progress.bar(len(queued_ids)):
-            finish()
-        times = worker.times
+        with progress.bar(len(queued_ids)) if queued_ids else nullcontext():
+            finish()  # also drains jobs queued earlier by others
+        times = worker.times if queued_ids else None
     elapsed = time.perf_counter() - started
     ids = [x.document_id for x in submitted if x.document_id]
     with c.sessions() as s:
