@@ -70,13 +70,20 @@ class Batch:
     results: dict[int, DocStatus | None]
 
 
-def prepare_batch(container: Container, claims: list[queue.Claim], times: StageTimes) -> Batch:
+InFlight = dict[tuple[int, str], tuple[str, int]]  # (collection, content HMAC) -> (source, document id)
+
+
+def prepare_batch(container: Container, claims: list[queue.Claim], times: StageTimes,
+                  in_flight: InFlight | None = None) -> Batch:
     """Parse, scrub and chunk each claimed document; files that cannot be indexed are settled here.
-    Scrubbing runs once over the whole batch (spaCy is much faster on many texts at once)."""
+    Scrubbing runs once over the whole batch (spaCy is much faster on many texts at once).
+    ``in_flight`` holds the texts of documents prepared but not yet written (this batch and the one
+    being embedded), so a duplicate is caught even before its twin is in the database."""
     batch = Batch(claims, [], {})
     loaded: list[Loaded] = []
+    in_flight = {} if in_flight is None else in_flight
     for claim in claims:
-        item = _guard(container, claim, lambda claim=claim: load(container, claim, times))
+        item = _guard(container, claim, lambda claim=claim: load(container, claim, times, in_flight))
         if isinstance(item, Loaded):
             loaded.append(item)
         else:
@@ -150,7 +157,7 @@ class Loaded:
     content_hmac: str
 
 
-def load(container: Container, claim: queue.Claim, times: StageTimes) -> Loaded | None:
+def load(container: Container, claim: queue.Claim, times: StageTimes, in_flight: InFlight) -> Loaded | None:
     """Open the sealed original, parse it and check for duplicates. Raises IngestError for files that
     cannot be indexed; None if the document was deleted while queued."""
     c = container
@@ -175,6 +182,9 @@ def load(container: Container, claim: queue.Claim, times: StageTimes) -> Loaded 
         dup = _duplicate_of(s, collection_id, content_hmac, source)
     if dup is not None:
         raise IngestError(DocStatus.duplicate, f"same text as {dup.source} (document {dup.id})")
+    twin = in_flight.setdefault((collection_id, content_hmac), (source, doc_id))
+    if twin[0] != source:
+        raise IngestError(DocStatus.duplicate, f"same text as {twin[0]} (document {twin[1]})")
     return Loaded(claim, doc_id, collection_id, dek, parsed, content_hmac)
 
 

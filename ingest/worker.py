@@ -13,7 +13,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from app.container import Container
 from ingest import queue
-from ingest.pipeline import Batch, StageTimes, embed_batch, prepare_batch, write_batch
+from ingest.pipeline import Batch, InFlight, StageTimes, embed_batch, prepare_batch, write_batch
 from ingest.types import DocStatus
 
 log = logging.getLogger(__name__)
@@ -95,16 +95,19 @@ class Worker:
         for Python. Each document still ends in its own transaction."""
         n = 0
         pending: tuple[Batch, Future] | None = None
+        in_flight: InFlight = {}
         with ThreadPoolExecutor(1, thread_name_prefix="kb-embed") as embedding, LeaseKeeper(self.container) as leases:
             while True:
                 claims = [] if self.stop.is_set() else self._claim()
                 leases.hold(claims)
-                batch = prepare_batch(self.container, claims, self.times) if claims else None
+                batch = prepare_batch(self.container, claims, self.times, in_flight) if claims else None
                 future = embedding.submit(embed_batch, self.container, batch, self.times) if batch else None
                 if pending is not None:
                     done, vectors = pending
                     statuses = write_batch(self.container, done, vectors.result(), self.times)
                     leases.release(done.claims)
+                    for prep in done.ready:  # written (or failed): the database answers for them now
+                        in_flight.pop((prep.collection_id, prep.content_hmac), None)
                     for claim, status in zip(done.claims, statuses, strict=True):
                         n += 1
                         if on_done:

@@ -208,3 +208,28 @@ def test_a_text_that_breaks_the_scrubber_or_a_failed_batch_embedding_fails_only_
     assert docs["poison.txt"].status == "failed" and "scrubber crashed" in docs["poison.txt"].reason
     assert {n: d.status for n, d in docs.items() if n != "poison.txt"} == {f"memo{i}.txt": "indexed" for i in range(4)}
     assert calls[0] == sum(calls[1:]) and len(calls) == 5  # one failed batch call, then one call per document
+
+
+@pytest.mark.parametrize("claim_batch", [64, 1])  # twins in one batch; twins in batches that overlap
+def test_duplicates_are_caught_before_their_twin_is_written(tmp_path, claim_batch):
+    from app.setup import init
+    from tests.conftest import make_settings
+
+    c = Container(make_settings(tmp_path / "data", f"sqlite:///{tmp_path / 'kb.sqlite3'}",
+                                ingest={"claim_batch": claim_batch}))
+    init(c, "admin", "admin-password-1")
+    folder = tmp_path / "d"
+    folder.mkdir()
+    text = "Travel above 5,000 yuan needs the approval of the finance director. " * 4
+    (folder / "a-policy.txt").write_text(text)
+    (folder / "b-policy-copy.txt").write_text(text)  # same text, another name
+    (folder / "c-other.txt").write_text("The canteen opens at eight.")
+    (folder / "d-policy-again.md").write_text(text)
+    list(submit_paths(c, [folder], "d"))
+    Worker(c).run_once()
+    with c.sessions() as s:
+        docs = {d.source.rsplit("/", 1)[-1]: d for d in s.scalars(select(Document))}
+    assert {n: d.status for n, d in docs.items()} == {
+        "a-policy.txt": "indexed", "b-policy-copy.txt": "duplicate", "c-other.txt": "indexed",
+        "d-policy-again.md": "duplicate"}
+    assert "a-policy.txt" in docs["b-policy-copy.txt"].reason
