@@ -83,7 +83,7 @@ class RetrievalSettings(BaseModel):
     passage_prefix: str = Field("", description="Prefix for passages (e5: 'passage: ').")
     embed_backend: Literal["auto", "torch", "openvino"] = Field(
         "auto",
-        description="What runs the embedder: auto = OpenVINO on a CPU (int8, about 1.5x faster than PyTorch at the "
+        description="What runs the embedder: auto = OpenVINO on a CPU (int8, about 2.5x faster than PyTorch at the "
         "same retrieval quality on SciFact), PyTorch where a CUDA GPU is present or OpenVINO is not installed.",
     )
     embed_precision: Literal["auto", "fp32", "bf16", "int8"] = Field(

@@ -74,14 +74,13 @@ InFlight = dict[tuple[int, str], tuple[str, int]]  # (collection, content HMAC) 
 
 
 def prepare_batch(container: Container, claims: list[queue.Claim], times: StageTimes,
-                  in_flight: InFlight | None = None) -> Batch:
+                  in_flight: InFlight) -> Batch:
     """Parse, scrub and chunk each claimed document; files that cannot be indexed are settled here.
     Scrubbing runs once over the whole batch (spaCy is much faster on many texts at once).
     ``in_flight`` holds the texts of documents prepared but not yet written (this batch and the one
     being embedded), so a duplicate is caught even before its twin is in the database."""
     batch = Batch(claims, [], {})
     loaded: list[Loaded] = []
-    in_flight = {} if in_flight is None else in_flight
     for claim in claims:
         item = _guard(container, claim, lambda claim=claim: load(container, claim, times, in_flight))
         if isinstance(item, Loaded):
@@ -125,10 +124,6 @@ def write_batch(container: Container, batch: Batch, vectors: np.ndarray | None,
         offset += len(prep.chunks)
     times.add("write", t)
     return [batch.results[c.job_id] for c in batch.claims]
-
-
-def _embed_one(container: Container, prep: Prepared) -> np.ndarray:
-    return container.embedder.embed_passages([ch.text for ch in prep.chunks])
 
 
 def _guard(c: Container, claim: queue.Claim, step):
@@ -245,7 +240,7 @@ def write(c: Container, prep: Prepared, vectors: np.ndarray | None, times: Stage
     """Chunks, vectors, index event, final status and job completion: one transaction.
     Without ``vectors`` (the batch's embedding failed) the document is embedded on its own first."""
     if vectors is None:
-        vectors = _embed_one(c, prep)
+        vectors = c.embedder.embed_passages([ch.text for ch in prep.chunks])
     doc_id, dek = prep.doc_id, prep.dek
     with c.sessions() as s:
         rows = [

@@ -47,9 +47,8 @@ _models: dict[tuple[str, str | None, str, int | None], Any] = {}
 def _set_offline() -> None:
     # Must happen before transformers / sentence_transformers are imported anywhere in the process.
     offline.enforce()
-    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["HF_HUB_OFFLINE"] = "1"  # forced, not defaulted: a stray "0" must not reach the hub
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 

@@ -1,6 +1,6 @@
 """Pick the embedder implementation from settings (one implementation per file, chosen here).
 
-``auto`` uses OpenVINO (int8, ~1.5x faster than PyTorch bf16 at the same retrieval quality) on a CPU
+``auto`` uses OpenVINO (int8, ~2.5x faster than PyTorch bf16 at the same retrieval quality) on a CPU
 when it is installed, and PyTorch when a CUDA GPU is present or OpenVINO is missing.
 """
 
