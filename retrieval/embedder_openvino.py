@@ -95,11 +95,13 @@ def read_spec(folder: Path) -> ModelSpec:
 
 
 def cache_key(folder: Path, precision: str) -> str:
-    """Changes when the model files, the precision, the toolchain or the calibration text change."""
+    """Changes when the model files, the precision, the toolchain or the calibration text change.
+    Hashes file contents, not paths or times, so every checkout and venv on a machine shares one build."""
     h = hashlib.sha256(precision.encode())
-    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
-        st = f.stat()
-        h.update(f"{f.relative_to(folder)}:{st.st_size}:{st.st_mtime_ns}".encode())
+    for f in sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        h.update(f"{f.relative_to(folder)}:".encode())
+        with f.open("rb") as fh:
+            h.update(hashlib.file_digest(fh, "sha256").digest())
     for dist in ("openvino", "nncf"):
         h.update(importlib.metadata.version(dist).encode())
     h.update(CALIBRATION.read_bytes())
