@@ -14,9 +14,12 @@ WRITERS = 4
 PER_WRITER = 40
 
 # Each writer builds the real Container from KB_ settings, signals it is ready, waits for the
-# starting gun, then appends one record per transaction as fast as it can.
+# starting gun, then appends one record per transaction. SQLite's write lock is not fair: a writer
+# that commits and at once begins again can keep it while the others sleep in their busy handlers,
+# so the writers run one after another and the race never happens. A short random pause between
+# transactions (outside them) lets the others in, as real request handlers would.
 WRITER = """
-import sys, time
+import random, sys, time
 from pathlib import Path
 from sqlalchemy import text
 from app import audit
@@ -35,6 +38,7 @@ for i in range(n):
     with c.sessions.begin() as s:
         audit.append(s, c.vault, kind="query", action="ask", actor=audit.Actor(name, "staff", "api"),
                      details={"i": i}, sealed={"question": f"{name} question {i}", "answer": "ok"})
+    time.sleep(random.uniform(0.001, 0.01))
 """
 
 
