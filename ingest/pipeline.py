@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, select, text, update
 
 from app import blobs
 from app.container import Container
@@ -53,6 +53,7 @@ class Prepared:
     claim: queue.Claim
     doc_id: int
     collection_id: int
+    source: str
     dek: bytes
     title: str | None
     format: str
@@ -147,6 +148,7 @@ class Loaded:
     claim: queue.Claim
     doc_id: int
     collection_id: int
+    source: str
     dek: bytes
     parsed: ParsedDocument
     content_hmac: str
@@ -174,13 +176,11 @@ def load(container: Container, claim: queue.Claim, times: StageTimes, in_flight:
     times.add("parse", t)
     content_hmac = c.vault.content_hmac(parsed.text)
     with c.sessions() as s:
-        dup = _duplicate_of(s, collection_id, content_hmac, source)
-    if dup is not None:
-        raise IngestError(DocStatus.duplicate, f"same text as {dup.source} (document {dup.id})")
+        _refuse_duplicate(s, collection_id, content_hmac, source)
     twin = in_flight.setdefault((collection_id, content_hmac), (source, doc_id))
     if twin[0] != source:
         raise IngestError(DocStatus.duplicate, f"same text as {twin[0]} (document {twin[1]})")
-    return Loaded(claim, doc_id, collection_id, dek, parsed, content_hmac)
+    return Loaded(claim, doc_id, collection_id, source, dek, parsed, content_hmac)
 
 
 Scrubbed = tuple[list[Section], int] | Exception  # sections and PII found, or what broke the scrubber
@@ -232,8 +232,8 @@ def chunk(container: Container, item: Loaded, scrubbed: Scrubbed, times: StageTi
         raise IngestError(DocStatus.empty, "no text left after parsing")
     times.add("chunk", t)
     times.characters += sum(len(x.text) for x in sections)
-    return Prepared(item.claim, item.doc_id, item.collection_id, item.dek, item.parsed.title, item.parsed.format,
-                    item.content_hmac, pii_found, chunks)
+    return Prepared(item.claim, item.doc_id, item.collection_id, item.source, item.dek, item.parsed.title,
+                    item.parsed.format, item.content_hmac, pii_found, chunks)
 
 
 def write(c: Container, prep: Prepared, vectors: np.ndarray | None, times: StageTimes) -> DocStatus:
@@ -243,6 +243,9 @@ def write(c: Container, prep: Prepared, vectors: np.ndarray | None, times: Stage
         vectors = c.embedder.embed_passages([ch.text for ch in prep.chunks])
     doc_id, dek = prep.doc_id, prep.dek
     with c.sessions() as s:
+        # Checked again under a lock: another worker may have written a twin since this one was loaded.
+        _lock_content(s, prep.collection_id, prep.content_hmac)
+        _refuse_duplicate(s, prep.collection_id, prep.content_hmac, prep.source)
         rows = [
             {"document_id": doc_id, "collection_id": prep.collection_id, "idx": ch.idx,
              "text_sealed": c.vault.seal(dek, ch.text, "chunks", doc_id, ch.idx),
@@ -264,10 +267,22 @@ def write(c: Container, prep: Prepared, vectors: np.ndarray | None, times: Stage
     return DocStatus.indexed
 
 
-def _duplicate_of(s, collection_id: int, content_hmac: str, source: str) -> Document | None:
-    return s.scalar(select(Document).where(
+def _lock_content(s, collection_id: int, content_hmac: str) -> None:
+    """Serialize the writers of one text in one collection until the transaction ends."""
+    if s.get_bind().dialect.name == "postgresql":  # two-int advisory keys; a hash clash only waits
+        s.execute(text("SELECT pg_advisory_xact_lock(:c, :h)"),
+                  {"c": collection_id, "h": int(content_hmac[:8], 16) - 2**31})
+    else:  # SQLite: take the database write lock now, so the check below reads the latest commit
+        s.execute(update(Document).where(Document.id == -1).values(current=True))
+
+
+def _refuse_duplicate(s, collection_id: int, content_hmac: str, source: str) -> None:
+    """Raise if another source in the collection already has this text indexed."""
+    dup = s.execute(select(Document.id, Document.source).where(
         Document.collection_id == collection_id, Document.content_hmac == content_hmac,
-        Document.status == DocStatus.indexed, Document.current.is_(True), Document.source != source).limit(1))
+        Document.status == DocStatus.indexed, Document.current.is_(True), Document.source != source).limit(1)).first()
+    if dup is not None:
+        raise IngestError(DocStatus.duplicate, f"same text as {dup.source} (document {dup.id})")
 
 
 def _terminal(c: Container, claim: queue.Claim, status: DocStatus, reason: str) -> DocStatus | None:

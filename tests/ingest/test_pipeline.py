@@ -233,3 +233,32 @@ def test_duplicates_are_caught_before_their_twin_is_written(tmp_path, claim_batc
         "a-policy.txt": "indexed", "b-policy-copy.txt": "duplicate", "c-other.txt": "indexed",
         "d-policy-again.md": "duplicate"}
     assert "a-policy.txt" in docs["b-policy-copy.txt"].reason
+
+
+def test_twins_held_by_two_workers_at_once_are_indexed_once(container, tmp_path):
+    """Each worker's early check passes while neither twin is written; the write-time check catches it."""
+    from ingest import queue
+    from ingest.pipeline import StageTimes, embed_batch, prepare_batch, write_batch
+
+    folder = tmp_path / "t"
+    folder.mkdir()
+    text = "Branch vaults are audited every quarter by two officers from another branch. " * 3
+    (folder / "a-vault.txt").write_text(text)
+    (folder / "b-vault-copy.txt").write_text(text)
+    list(submit_paths(container, [folder], "t"))
+    times = StageTimes()
+    batches = []
+    for worker in ("worker-a", "worker-b"):
+        with container.sessions() as s:
+            claims = queue.claim(s, worker, lease_seconds=300, limit=1)
+        batches.append(prepare_batch(container, claims, times, {}))  # each worker has its own in-flight set
+    assert all(len(b.ready) == 1 for b in batches)  # both passed the check at load time
+    for b in reversed(batches):  # b is written first
+        write_batch(container, b, embed_batch(container, b, times), times)
+    with container.sessions() as s:
+        docs = {d.source.rsplit("/", 1)[-1]: d for d in s.scalars(select(Document))}
+        n_chunks = s.scalar(select(func.count()).select_from(Chunk))
+        open_jobs = s.scalar(select(func.count()).select_from(Job).where(Job.state != "done"))
+    assert docs["b-vault-copy.txt"].status == "indexed"
+    assert docs["a-vault.txt"].status == "duplicate" and "b-vault-copy.txt" in docs["a-vault.txt"].reason
+    assert n_chunks == docs["b-vault-copy.txt"].n_chunks and open_jobs == 0
