@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 offline.enforce()  # no call may leave the machine: no model hub lookups, no usage telemetry
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no "Loading weights" bars in CLI output
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 class Container:

