@@ -67,11 +67,11 @@ def options(onnx: bool) -> list[Option]:
         Option("bf16 max128", "bf16", max_tokens=128, quality=True),
         Option("int8 torch", "int8", quality=True),
         Option("int8 torch 1 thread", "int8", threads=1),
-        Option("openvino int8 (default)", "ov-int8", batch=32, quality=True),
+        Option("openvino int8 (default with VNNI)", "ov-int8", batch=32, quality=True),
         Option("openvino int8 bs64", "ov-int8", batch=64),
         Option("openvino int8 1 thread", "ov-int8", batch=32, threads=1),
         Option("openvino bf16", "ov-bf16", batch=32),
-        Option("openvino fp32", "ov-fp32", batch=32),
+        Option("openvino fp32 (default without)", "ov-fp32", batch=32, quality=True),
     ]
     if onnx:
         opts += [Option("onnx fp32", "onnx-fp32", quality=True), Option("onnx int8", "onnx-int8", quality=True),

@@ -96,6 +96,24 @@ def native_bf16(device: str) -> bool:
     return False
 
 
+# x86 VNNI (AVX-512 or AVX) and AMX, Arm's dot product: what int8 inference needs to beat fp32.
+_INT8_DOT_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8", "asimddp"})
+
+
+def cpu_int8_dot(cpuinfo: str | None = None) -> bool:
+    """Whether the CPU multiplies int8 with dot-product instructions. Without them int8 is no faster
+    than fp32: on 2 Zen 3 cores (AVX2 only) OpenVINO int8 embedded 20.7 chunks/s, fp32 24.7.
+    Reads /proc/cpuinfo; where there is none (not Linux) it assumes a CPU of today, which has them."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return True
+    flags = {f for line in cpuinfo.splitlines() if line.split(":")[0].strip() in ("flags", "Features")
+             for f in line.split(":", 1)[1].split()}
+    return bool(flags & _INT8_DOT_FLAGS)
+
+
 def resolve_precision(precision: str, device: str) -> str:
     if precision not in PRECISIONS:
         raise ConfigError(

@@ -1,4 +1,5 @@
-"""OpenVINO embedder: the same sentence-transformers model, compiled for the CPU, by default in int8.
+"""OpenVINO embedder: the same sentence-transformers model, compiled for the CPU, in int8 where the CPU
+has int8 dot-product instructions (VNNI, AMX, Arm dotprod), else in fp32.
 
 Why: on a CPU the embedder is most of ingestion's time. Measured with bench/embed.py on real SciFact
 chunks on 2 Zen 4 cores, and dense nDCG@10 on SciFact:
@@ -10,6 +11,10 @@ chunks on 2 Zen 4 cores, and dense nDCG@10 on SciFact:
   takes activation ranges from ``retrieval/data/calibration.txt`` (mixed-genre English and Chinese text
   written for kb, not taken from any evaluation set). Operations left in float run in bf16 where the
   CPU has native bf16. (PyTorch's and ONNX Runtime's dynamic int8 were no faster than bf16 here.)
+
+On 2 Zen 3 cores (AVX2, no VNNI, no native bf16) everything is compute-bound near the fp32 roof:
+OpenVINO fp32 ~25 chunks/s, int8 ~21, PyTorch fp32 ~17, ONNX Runtime int8 ~28 (within noise of
+OpenVINO fp32, and one more runtime to ship). So ``auto`` picks fp32 on such CPUs.
 
 The OpenVINO model is built once from the installed model folder and kept in ``cache_dir``: PyTorch
 exports ONNX (eager attention), OpenVINO reads it, NNCF quantizes it. That takes ~40 s on 2 cores;
@@ -44,6 +49,7 @@ from app import offline
 from app.errors import ConfigError
 from retrieval.embedder import (
     PrefixedEmbedder,
+    cpu_int8_dot,
     default_tokenizer_threads,
     native_bf16,
     normalized,
@@ -231,7 +237,9 @@ class OpenVinoEmbedder(PrefixedEmbedder):
         self.passage_prefix = passage_prefix
         self.cache_dir = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "kb" / "embedders"
         self.batch_size = batch_size
-        self.precision = "int8" if precision == "auto" else precision
+        if precision == "auto":
+            precision = "int8" if cpu_int8_dot() else "fp32"
+        self.precision = precision
         self._max_tokens = max_tokens
         self.threads = threads
         self._loaded: _Loaded | None = None

