@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, case, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.models import Job
@@ -71,8 +71,8 @@ def claim(session: Session, owner: str, lease_seconds: int, limit: int = 1) -> l
 
 
 def renew(session: Session, claims: list[Claim], lease_seconds: int) -> list[Claim]:
-    """Extend the leases of ``claims`` in one statement; returns the ones another worker has taken over.
-    Commits."""
+    """Extend the leases of ``claims`` in one statement; returns the ones another worker has taken over
+    (a job we completed meanwhile is ours, not lost). Commits."""
     if not claims:
         return []
     owners = {c.owner for c in claims}
@@ -80,8 +80,9 @@ def renew(session: Session, claims: list[Claim], lease_seconds: int) -> list[Cla
         raise ValueError("renew the claims of one worker at a time")
     kept = set(session.scalars(
         update(Job).where(Job.id.in_([c.job_id for c in claims]), Job.lease_owner == owners.pop(),
-                          Job.state == "running")
-        .values(lease_expires_at=now() + timedelta(seconds=lease_seconds))
+                          Job.state.in_(("running", "done")))
+        .values(lease_expires_at=case((Job.state == "running", now() + timedelta(seconds=lease_seconds)),
+                                      else_=Job.lease_expires_at))
         .returning(Job.id)
         .execution_options(synchronize_session=False)
     ))

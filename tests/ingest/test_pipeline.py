@@ -143,6 +143,23 @@ def test_workers_claim_disjoint_batches_and_expired_leases_return(container, tmp
         assert queue.claim(s, "worker-d", lease_seconds=300, limit=10) == []
 
 
+def test_a_job_completed_between_renewals_is_not_reported_lost(container, tmp_path):
+    from ingest import queue
+
+    folder = tmp_path / "r"
+    folder.mkdir()
+    for i in range(2):
+        (folder / f"note{i}.txt").write_text(f"Note {i}: the archive room is locked at six.")
+    list(submit_paths(container, [folder], "r"))
+    with container.sessions() as s:
+        mine = queue.claim(s, "worker-a", lease_seconds=300, limit=2)
+        queue.complete(s, mine[0])  # written while the lease keeper still held it
+        s.commit()
+        assert queue.renew(s, mine, 300) == []
+        done = s.get(Job, mine[0].job_id)
+        assert done.state == "done" and done.lease_expires_at is None  # a finished job gets no new lease
+
+
 def test_lease_keeper_holds_jobs_longer_than_a_lease(tmp_path, db_url):
     """A batch that takes longer than a lease (big files, slow model) is not taken over meanwhile."""
     import time
