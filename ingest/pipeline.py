@@ -242,23 +242,23 @@ def write(c: Container, prep: Prepared, vectors: np.ndarray | None, times: Stage
     if vectors is None:
         vectors = c.embedder.embed_passages([ch.text for ch in prep.chunks])
     doc_id, dek = prep.doc_id, prep.dek
+    rows = [  # sealed before the transaction, so its locks are held only for the writes
+        {"document_id": doc_id, "collection_id": prep.collection_id, "idx": ch.idx,
+         "text_sealed": c.vault.seal(dek, ch.text, "chunks", doc_id, ch.idx),
+         "vector_sealed": c.vault.seal(dek, np.asarray(vec, dtype="<f4").tobytes(), "vectors", doc_id, ch.idx),
+         "page": ch.page, "n_tokens": ch.n_tokens,
+         "meta_sealed": c.vault.seal(dek, json.dumps({"heading": ch.heading, "sheet": ch.sheet}), "chunk_meta",
+                                     doc_id, ch.idx) if ch.heading or ch.sheet else None}
+        for ch, vec in zip(prep.chunks, vectors, strict=True)
+    ]
+    title = c.vault.seal(dek, prep.title, "doc_title", doc_id) if prep.title else None
     with c.sessions() as s:
         # Checked again under a lock: another worker may have written a twin since this one was loaded.
         _lock_content(s, prep.collection_id, prep.content_hmac)
         _refuse_duplicate(s, prep.collection_id, prep.content_hmac, prep.source)
-        rows = [
-            {"document_id": doc_id, "collection_id": prep.collection_id, "idx": ch.idx,
-             "text_sealed": c.vault.seal(dek, ch.text, "chunks", doc_id, ch.idx),
-             "vector_sealed": c.vault.seal(dek, np.asarray(vec, dtype="<f4").tobytes(), "vectors", doc_id, ch.idx),
-             "page": ch.page, "n_tokens": ch.n_tokens,
-             "meta_sealed": c.vault.seal(dek, json.dumps({"heading": ch.heading, "sheet": ch.sheet}), "chunk_meta",
-                                         doc_id, ch.idx) if ch.heading or ch.sheet else None}
-            for ch, vec in zip(prep.chunks, vectors, strict=True)
-        ]
         # One multi-row INSERT ... RETURNING (bulk, not one ORM object per chunk).
         ids = list(s.scalars(insert(Chunk).returning(Chunk.id, sort_by_parameter_order=True), rows))
         s.execute(insert(IndexEvent).values(op="add", document_id=doc_id, chunk_ids=ids))
-        title = c.vault.seal(dek, prep.title, "doc_title", doc_id) if prep.title else None
         _finish(c, s, prep.claim, doc_id, DocStatus.indexed, None, title_sealed=title, format=prep.format,
                 content_hmac=prep.content_hmac, n_chunks=len(ids), pii_found=prep.pii_found)
         s.commit()
