@@ -46,6 +46,14 @@ def ingest(container, folder: Path, collection: str = "docs") -> list:
     return items
 
 
+def queue_notes(container, folder: Path, n: int, text: str = "Note {i}: the archive is locked at six.") -> list[int]:
+    """Queue ``n`` small text files in the collection named after ``folder``; their document ids, oldest first."""
+    folder.mkdir()
+    for i in range(n):
+        (folder / f"note{i}.txt").write_text(text.format(i=i))
+    return sorted(x.document_id for x in submit_paths(container, [folder], folder.name))
+
+
 @pytest.mark.slow
 def test_real_fixture_batch_ends_in_terminal_statuses(container, tmp_path):
     folder = _copy_fixtures(tmp_path / "batch")
@@ -126,11 +134,7 @@ def test_killed_worker_job_is_reclaimed_exactly_once(container, tmp_path):
 def test_workers_claim_disjoint_batches_and_expired_leases_return(container, tmp_path):
     from ingest import queue
 
-    folder = tmp_path / "q"
-    folder.mkdir()
-    for i in range(7):
-        (folder / f"memo{i}.txt").write_text(f"Memo {i}: offices close early on Friday.")
-    ids = sorted(x.document_id for x in submit_paths(container, [folder], "q"))
+    ids = queue_notes(container, tmp_path / "q", 7, "Memo {i}: offices close early on Friday.")
     with container.sessions() as a, container.sessions() as b:
         first = queue.claim(a, "worker-a", lease_seconds=300, limit=4)
         second = queue.claim(b, "worker-b", lease_seconds=-1, limit=10)  # and then worker-b died
@@ -146,11 +150,7 @@ def test_workers_claim_disjoint_batches_and_expired_leases_return(container, tmp
 def test_a_job_completed_between_renewals_is_not_reported_lost(container, tmp_path):
     from ingest import queue
 
-    folder = tmp_path / "r"
-    folder.mkdir()
-    for i in range(2):
-        (folder / f"note{i}.txt").write_text(f"Note {i}: the archive room is locked at six.")
-    list(submit_paths(container, [folder], "r"))
+    queue_notes(container, tmp_path / "r", 2)
     with container.sessions() as s:
         mine = queue.claim(s, "worker-a", lease_seconds=300, limit=2)
         queue.complete(s, mine[0])  # written while the lease keeper still held it
@@ -171,11 +171,7 @@ def test_lease_keeper_holds_jobs_longer_than_a_lease(tmp_path, db_url):
 
     c = Container(make_settings(tmp_path / "data", db_url, ingest={"lease_seconds": 1}))
     init(c, "admin", "admin-password-1")
-    folder = tmp_path / "l"
-    folder.mkdir()
-    for i in range(3):
-        (folder / f"n{i}.txt").write_text(f"Note {i} about the archive room.")
-    list(submit_paths(c, [folder], "l"))
+    queue_notes(c, tmp_path / "l", 3)
     with c.sessions() as s:
         mine = queue.claim(s, "slow-worker", lease_seconds=1, limit=2)
     with LeaseKeeper(c) as keeper:
