@@ -35,8 +35,11 @@ def test_ctrl_c_stops_ui_and_worker(tmp_path):
     c.engine.dispose()
     port = free_port()
     # A terminal's Ctrl-C signals the whole foreground process group: emulate it with killpg.
+    # A shell without job control starts background commands with SIGINT ignored, and Python keeps an
+    # ignored SIGINT ignored; give kb the terminal's default, whatever launched this test run.
     proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port)], env=_env(data),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         wait_healthy(f"http://127.0.0.1:{port}", proc)
         time.sleep(1.0)  # let the worker reach its wait loop
