@@ -40,6 +40,7 @@ from typing import Any, Protocol, TextIO
 from sqlalchemy import Select, delete, func, select, text
 from sqlalchemy.orm import Session
 
+from app.db import lock_until_commit
 from app.errors import KbError, NotFound, PermissionDenied
 from app.keys import Vault
 from app.models import AuditRecord, DataKey
@@ -98,10 +99,7 @@ def _dialect(session: Session) -> str:
 
 
 def _lock_chain(session: Session) -> None:
-    if _dialect(session) == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
-    else:  # SQLite: take the database write lock now, before reading the chain head
-        session.execute(text("UPDATE audit_log SET seq = seq WHERE 0"))
+    lock_until_commit(session, _PG_LOCK_KEY)  # before reading the chain head
 
 
 def append(session: Session, vault: Vault, *, kind: str, action: str, actor: Actor, outcome: str = "ok",

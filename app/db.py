@@ -63,6 +63,20 @@ def check_connection(engine: Engine) -> None:
         ) from None
 
 
+def lock_until_commit(session: Session, *key: int) -> None:
+    """An exclusive lock, held until the session's transaction ends.
+
+    PostgreSQL: an advisory lock on ``key`` (one bigint, or two ints), so only transactions with the
+    same key wait for each other. SQLite has one lock for writers: take it now rather than at the first
+    write, so what the transaction reads next is the latest commit and no other writer can change it."""
+    if session.get_bind().dialect.name == "postgresql":
+        names = [f"k{i}" for i in range(len(key))]
+        session.execute(text(f"SELECT pg_advisory_xact_lock({', '.join(':' + n for n in names)})"),
+                        dict(zip(names, key, strict=True)))
+    else:  # a write that matches no row still takes the write lock
+        session.execute(text("UPDATE alembic_version SET version_num = version_num WHERE 0"))
+
+
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 

@@ -15,10 +15,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
-from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy import delete, insert, select, update
 
 from app import blobs
 from app.container import Container
+from app.db import lock_until_commit
 from app.models import Chunk, Document, IndexEvent
 from ingest import queue
 from ingest.chunking import chunk_sections
@@ -254,7 +255,8 @@ def write(c: Container, prep: Prepared, vectors: np.ndarray | None, times: Stage
     title = c.vault.seal(dek, prep.title, "doc_title", doc_id) if prep.title else None
     with c.sessions() as s:
         # Checked again under a lock: another worker may have written a twin since this one was loaded.
-        _lock_content(s, prep.collection_id, prep.content_hmac)
+        # Writers of one text in one collection wait for each other; a hash clash only waits too.
+        lock_until_commit(s, prep.collection_id, int(prep.content_hmac[:8], 16) - 2**31)
         _refuse_duplicate(s, prep.collection_id, prep.content_hmac, prep.source)
         # One multi-row INSERT ... RETURNING (bulk, not one ORM object per chunk).
         ids = list(s.scalars(insert(Chunk).returning(Chunk.id, sort_by_parameter_order=True), rows))
@@ -265,15 +267,6 @@ def write(c: Container, prep: Prepared, vectors: np.ndarray | None, times: Stage
     times.documents += 1
     times.chunks += len(rows)
     return DocStatus.indexed
-
-
-def _lock_content(s, collection_id: int, content_hmac: str) -> None:
-    """Serialize the writers of one text in one collection until the transaction ends."""
-    if s.get_bind().dialect.name == "postgresql":  # two-int advisory keys; a hash clash only waits
-        s.execute(text("SELECT pg_advisory_xact_lock(:c, :h)"),
-                  {"c": collection_id, "h": int(content_hmac[:8], 16) - 2**31})
-    else:  # SQLite: take the database write lock now, so the check below reads the latest commit
-        s.execute(update(Document).where(Document.id == -1).values(current=True))
 
 
 def _refuse_duplicate(s, collection_id: int, content_hmac: str, source: str) -> None:
