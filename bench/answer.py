@@ -20,10 +20,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app import qa  # noqa: E402
-from app.container import Container  # noqa: E402
-from app.evaluation import write_corpus  # noqa: E402
+from app.services.container import Container  # noqa: E402
+from app.services.evaluation import write_corpus  # noqa: E402
+from app.services.setup import init  # noqa: E402
 from app.settings import Settings  # noqa: E402
-from app.setup import init  # noqa: E402
 from ingest.submit import submit_paths  # noqa: E402
 from ingest.worker import Worker  # noqa: E402
 from llm.models import pull_default  # noqa: E402

@@ -31,10 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import insert, select  # noqa: E402
 
 from app import audit  # noqa: E402
-from app.container import Container  # noqa: E402
 from app.models import AuditRecord  # noqa: E402
+from app.services.container import Container  # noqa: E402
+from app.services.setup import init  # noqa: E402
 from app.settings import Settings  # noqa: E402
-from app.setup import init  # noqa: E402
 
 ACTOR = audit.Actor("bench-user", "staff", "api")
 

@@ -25,10 +25,10 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 # Each run uses a fresh data folder; the compiled embedder is kept where the tests keep it (built once).
 os.environ.setdefault("KB_RETRIEVAL__EMBED_CACHE_DIR", str(Path.home() / ".cache" / "kb-models" / "embedders"))
 
-from app.container import Container  # noqa: E402
-from app.evaluation import write_corpus  # noqa: E402
+from app.services.container import Container  # noqa: E402
+from app.services.evaluation import write_corpus  # noqa: E402
+from app.services.setup import init  # noqa: E402
 from app.settings import Settings  # noqa: E402
-from app.setup import init  # noqa: E402
 from ingest.submit import submit_paths  # noqa: E402
 from ingest.worker import Worker  # noqa: E402
 from retrieval.metrics import load_beir_corpus  # noqa: E402

@@ -18,13 +18,12 @@ import numpy as np
 from sqlalchemy import delete, insert, select, update
 
 from app import blobs
-from app.container import Container
 from app.db import lock_until_commit
 from app.models import Chunk, Document, IndexEvent
 from ingest import queue
 from ingest.chunking import chunk_sections
 from ingest.parsers import parse
-from ingest.types import DocStatus, IngestError, ParsedDocument, Section
+from ingest.types import DocStatus, IngestContext, IngestError, ParsedDocument, Section
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +74,7 @@ class Batch:
 InFlight = dict[tuple[int, str], tuple[str, int]]  # (collection, content HMAC) -> (source, document id)
 
 
-def prepare_batch(container: Container, claims: list[queue.Claim], times: StageTimes,
+def prepare_batch(container: IngestContext, claims: list[queue.Claim], times: StageTimes,
                   in_flight: InFlight) -> Batch:
     """Parse, scrub and chunk each claimed document; files that cannot be indexed are settled here.
     Scrubbing runs once over the whole batch (spaCy is much faster on many texts at once).
@@ -99,7 +98,7 @@ def prepare_batch(container: Container, claims: list[queue.Claim], times: StageT
     return batch
 
 
-def embed_batch(container: Container, batch: Batch, times: StageTimes) -> np.ndarray | None:
+def embed_batch(container: IngestContext, batch: Batch, times: StageTimes) -> np.ndarray | None:
     """Vectors for every chunk of the batch, or None if the model failed (then documents go one by one).
     Touches no database, so it can run in a thread beside the next batch's preparation."""
     if not batch.ready:
@@ -114,7 +113,7 @@ def embed_batch(container: Container, batch: Batch, times: StageTimes) -> np.nda
         times.add("embed", t)
 
 
-def write_batch(container: Container, batch: Batch, vectors: np.ndarray | None,
+def write_batch(container: IngestContext, batch: Batch, vectors: np.ndarray | None,
                 times: StageTimes) -> list[DocStatus | None]:
     """Write each prepared document in its own transaction; statuses in the order of the claims."""
     t = time.perf_counter()
@@ -128,7 +127,7 @@ def write_batch(container: Container, batch: Batch, vectors: np.ndarray | None,
     return [batch.results[c.job_id] for c in batch.claims]
 
 
-def _guard(c: Container, claim: queue.Claim, step):
+def _guard(c: IngestContext, claim: queue.Claim, step):
     """Run a step; turn a problem with the file into its terminal status, never into a crash."""
     try:
         return step()
@@ -155,7 +154,7 @@ class Loaded:
     content_hmac: str
 
 
-def load(container: Container, claim: queue.Claim, times: StageTimes, in_flight: InFlight) -> Loaded | None:
+def load(container: IngestContext, claim: queue.Claim, times: StageTimes, in_flight: InFlight) -> Loaded | None:
     """Open the sealed original, parse it and check for duplicates. Raises IngestError for files that
     cannot be indexed; None if the document was deleted while queued."""
     c = container
@@ -187,7 +186,7 @@ def load(container: Container, claim: queue.Claim, times: StageTimes, in_flight:
 Scrubbed = tuple[list[Section], int] | Exception  # sections and PII found, or what broke the scrubber
 
 
-def scrub_all(c: Container, items: list[Loaded], times: StageTimes) -> list[Scrubbed]:
+def scrub_all(c: IngestContext, items: list[Loaded], times: StageTimes) -> list[Scrubbed]:
     """Scrub every section of every document in one call; if that fails, document by document, so a
     text that breaks the scrubber fails only its own document."""
     t = time.perf_counter()
@@ -206,7 +205,7 @@ def scrub_all(c: Container, items: list[Loaded], times: StageTimes) -> list[Scru
         times.add("scrub", t)
 
 
-def _scrub_docs(c: Container, items: list[Loaded]) -> list[Scrubbed]:
+def _scrub_docs(c: IngestContext, items: list[Loaded]) -> list[Scrubbed]:
     if not c.settings.pii.enabled:
         return [(item.parsed.sections, 0) for item in items]
     results = iter(c.scrubber.scrub_many([sec.text for item in items for sec in item.parsed.sections]))
@@ -221,7 +220,7 @@ def _scrub_docs(c: Container, items: list[Loaded]) -> list[Scrubbed]:
     return out
 
 
-def chunk(container: Container, item: Loaded, scrubbed: Scrubbed, times: StageTimes) -> Prepared:
+def chunk(container: IngestContext, item: Loaded, scrubbed: Scrubbed, times: StageTimes) -> Prepared:
     if isinstance(scrubbed, Exception):
         raise scrubbed
     sections, pii_found = scrubbed
@@ -237,7 +236,7 @@ def chunk(container: Container, item: Loaded, scrubbed: Scrubbed, times: StageTi
                     item.parsed.format, item.content_hmac, pii_found, chunks)
 
 
-def write(c: Container, prep: Prepared, vectors: np.ndarray | None, times: StageTimes) -> DocStatus:
+def write(c: IngestContext, prep: Prepared, vectors: np.ndarray | None, times: StageTimes) -> DocStatus:
     """Chunks, vectors, index event, final status and job completion: one transaction.
     Without ``vectors`` (the batch's embedding failed) the document is embedded on its own first."""
     if vectors is None:
@@ -278,7 +277,7 @@ def _refuse_duplicate(s, collection_id: int, content_hmac: str, source: str) -> 
         raise IngestError(DocStatus.duplicate, f"same text as {dup.source} (document {dup.id})")
 
 
-def _terminal(c: Container, claim: queue.Claim, status: DocStatus, reason: str) -> DocStatus | None:
+def _terminal(c: IngestContext, claim: queue.Claim, status: DocStatus, reason: str) -> DocStatus | None:
     try:
         with c.sessions() as s:
             _finish(c, s, claim, claim.document_id, status, reason)
@@ -288,7 +287,7 @@ def _terminal(c: Container, claim: queue.Claim, status: DocStatus, reason: str) 
         return None
 
 
-def _finish(c: Container, s, claim: queue.Claim, doc_id: int, status: DocStatus, reason: str | None,
+def _finish(c: IngestContext, s, claim: queue.Claim, doc_id: int, status: DocStatus, reason: str | None,
             **fields) -> None:
     """Set the final status, retire older versions of the same source if this one indexed, end the job."""
     queue.complete(s, claim)

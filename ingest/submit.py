@@ -15,11 +15,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app import accounts, blobs
-from app.container import Container
 from app.models import Document
 from ingest import queue
 from ingest.discovery import Candidate, Limits, discover
-from ingest.types import DocStatus, IngestError
+from ingest.types import DocStatus, IngestContext, IngestError
 
 
 @dataclass
@@ -30,11 +29,11 @@ class Submitted:
     reason: str | None = None
 
 
-def limits_from(container: Container) -> Limits:
+def limits_from(container: IngestContext) -> Limits:
     return Limits.from_settings(container.settings.ingest)
 
 
-def submit_paths(container: Container, paths: Iterable[Path], collection: str,
+def submit_paths(container: IngestContext, paths: Iterable[Path], collection: str,
                  uploaded_by: str | None = None) -> Iterator[Submitted]:
     """Queue every file under ``paths`` (folders recurse, .zip archives open). One transaction per file."""
     with container.sessions.begin() as s:
@@ -43,7 +42,7 @@ def submit_paths(container: Container, paths: Iterable[Path], collection: str,
         yield submit_candidate(container, col_id, cand, uploaded_by)
 
 
-def submit_candidate(container: Container, collection_id: int, cand: Candidate,
+def submit_candidate(container: IngestContext, collection_id: int, cand: Candidate,
                      uploaded_by: str | None) -> Submitted:
     if cand.error is not None:
         return _record_rejected(container, collection_id, cand.source, cand.size, cand.error, uploaded_by)
@@ -57,7 +56,7 @@ def submit_candidate(container: Container, collection_id: int, cand: Candidate,
     return submit_bytes(container, collection_id, cand.source, data, uploaded_by)
 
 
-def submit_bytes(container: Container, collection_id: int, source: str, data: bytes,
+def submit_bytes(container: IngestContext, collection_id: int, source: str, data: bytes,
                  uploaded_by: str | None = None) -> Submitted:
     vault = container.vault
     file_hmac = vault.bytes_hmac(data)
@@ -76,7 +75,7 @@ def submit_bytes(container: Container, collection_id: int, source: str, data: by
         return Submitted(source, "queued", doc.id)
 
 
-def _record_rejected(container: Container, collection_id: int, source: str, size: int, err: IngestError,
+def _record_rejected(container: IngestContext, collection_id: int, source: str, size: int, err: IngestError,
                      uploaded_by: str | None) -> Submitted:
     vault = container.vault
     marker = vault.content_hmac(f"rejected:{err.status}:{size}")  # stable, so a re-run adds nothing

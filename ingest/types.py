@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from app.keys import Vault
+    from app.settings import Settings
+    from retrieval.types import Embedder
 
 
 class DocStatus(StrEnum):
@@ -84,3 +91,25 @@ class Scrubber(Protocol):
     def scrub_many(self, texts: Iterable[str]) -> list[ScrubResult]:
         """The same as ``scrub`` on each text; faster on many texts at once (NER runs in batches)."""
         ...
+
+
+class IngestContext(Protocol):
+    """What ingestion needs from the process that runs it (the composition root provides it).
+
+    A Protocol rather than the composition root itself, so ingest/ never imports the service layer.
+    """
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def sessions(self) -> sessionmaker[Session]: ...
+
+    @property
+    def vault(self) -> Vault: ...
+
+    @property
+    def embedder(self) -> Embedder: ...
+
+    @property
+    def scrubber(self) -> Scrubber: ...

@@ -11,10 +11,9 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from app.container import Container
 from ingest import queue
 from ingest.pipeline import Batch, InFlight, StageTimes, embed_batch, prepare_batch, write_batch
-from ingest.types import DocStatus
+from ingest.types import DocStatus, IngestContext
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +29,7 @@ class LeaseKeeper:
     without this, another worker would take its jobs over while they are still being worked on.
     """
 
-    def __init__(self, container: Container) -> None:
+    def __init__(self, container: IngestContext) -> None:
         self.container = container
         self._held: dict[int, queue.Claim] = {}
         self._lock = threading.Lock()
@@ -81,7 +80,7 @@ class LeaseKeeper:
 
 
 class Worker:
-    def __init__(self, container: Container, name: str | None = None):
+    def __init__(self, container: IngestContext, name: str | None = None):
         self.container = container
         self.name = name or worker_id()
         self.stop = threading.Event()

@@ -15,7 +15,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from app.container import Container  # noqa: E402
+from app.services.container import Container  # noqa: E402
 from app.settings import Settings  # noqa: E402
 
 PG_URL = os.environ.get("KB_TEST_DATABASE_URL")
@@ -82,7 +82,7 @@ def smollm2():
 @pytest.fixture
 def container(tmp_path, db_url) -> Iterator[Container]:
     """A fully initialised kb (keys, schema, first admin 'admin' with password 'admin-password-1')."""
-    from app.setup import init
+    from app.services.setup import init
 
     c = Container(make_settings(tmp_path / "data", db_url))
     init(c, "admin", "admin-password-1")

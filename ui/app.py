@@ -17,7 +17,7 @@ if sys.path[0] != _ROOT:
 
 import streamlit as st  # noqa: E402
 
-from app.web import session  # noqa: E402
+from app.services import session  # noqa: E402
 from ui import common  # noqa: E402
 from ui.safe_text import safe_label  # noqa: E402
 

@@ -7,8 +7,7 @@ from typing import Any
 
 import streamlit as st
 
-from app import qa
-from app.web import chat
+from app.services import chat, qa
 from ui.safe_text import highlighted, safe_label, safe_markdown
 
 CHAT_KEY = "kb_chat"  # this browser session's conversation: a list of Turn

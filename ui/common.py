@@ -10,11 +10,11 @@ from contextlib import contextmanager
 
 import streamlit as st
 
-from app.container import Container
 from app.errors import KbError
+from app.services import session
+from app.services.container import Container
+from app.services.session import SessionUser
 from app.settings import Settings
-from app.web import session
-from app.web.session import SessionUser
 
 log = logging.getLogger("kb.ui")
 USER_KEY = "kb_user"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 import logging
 import sys
@@ -13,7 +12,7 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
-from app.errors import KbError
+from app.errors import ConfigError, KbError
 
 
 class Ctx:
@@ -25,26 +24,38 @@ class Ctx:
     @property
     def container(self):
         if self._container is None:
-            from app.container import Container
+            from pydantic_settings import SettingsError
+
+            from app.services.container import Container
             from app.settings import Settings
 
             try:
-                settings = Settings()
+                settings = Settings()  # ConfigError (unknown KB_ variable, alias conflict) passes through
             except ValidationError as exc:
                 problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-                raise KbError(f"Invalid KB_ setting: {problems}") from None
+                raise ConfigError(f"Invalid KB_ setting: {problems}") from None
+            except SettingsError as exc:  # e.g. a list or section value that is not valid JSON
+                raise ConfigError(f"Invalid KB_ setting: {exc}") from None
             self._container = Container(settings)
         return self._container
+
+
+    @property
+    def caller(self):
+        """Who a CLI action runs as: the OS account on the server, acting as admin (it holds the key file)."""
+        from app.services.caller import operator
+
+        return operator("cli")
 
 
 pass_ctx = click.make_pass_decorator(Ctx, ensure=True)
 
 
-def cli_actor(name: str | None = None, role: str | None = "admin"):
-    """Who the audit log names for a CLI action: the OS account that ran it, unless a kb user is given."""
-    from app.audit import Actor
+def cli_actor():
+    """The audit log's name for the CLI's operator (the OS account that ran the command)."""
+    from app.services.caller import actor, operator
 
-    return Actor(name=name or f"os:{getpass.getuser()}", role=role, client="cli")
+    return actor(operator("cli"))
 
 
 def _default(o: Any) -> Any:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from app import accounts, audit
+from app import accounts
 from app.cli import Ctx, cli_actor, emit_json, emit_table, pass_ctx, read_secret_stdin
-from app.errors import KbError
-from app.passwords import generate_password
+from app.services import keys as keys_svc
+from app.services import users as users_svc
 
 
 @click.command()
@@ -21,7 +21,7 @@ def init(ctx: Ctx, admin_name: str, admin_password_stdin: bool, as_json: bool) -
     Safe to run again: it only does what is missing. The first admin's password is printed once
     (unless given on stdin); kb stores only its hash.
     """
-    from app.setup import init as do_init
+    from app.services.setup import init as do_init
 
     password = read_secret_stdin() if admin_password_stdin else None
     result = do_init(ctx.container, admin_name, password, actor=cli_actor())
@@ -61,6 +61,10 @@ def users() -> None:
     """Manage user accounts (roles: staff, admin, auditor)."""
 
 
+def _show_password(result: users_svc.NewPassword, what: str) -> None:
+    click.echo(what + (f": {result.password}   <- shown once" if result.generated else ""))
+
+
 @users.command("add")
 @click.argument("name")
 @click.option("--role", required=True, help="staff, admin or auditor.")
@@ -70,18 +74,12 @@ def users() -> None:
 def users_add(ctx: Ctx, name: str, role: str, password_stdin: bool, as_json: bool) -> None:
     """Create a user. Without --password-stdin a random password is printed once."""
     accounts.check_role(role)
-    password = read_secret_stdin() if password_stdin else generate_password()
-    c = ctx.container
-    with c.sessions.begin() as s:
-        view = accounts.add_user(s, name, role, password)
-        audit.append(s, c.vault, kind="admin", action="user.create", target=name, actor=cli_actor(),
-                     details={"role": role})
+    password = read_secret_stdin() if password_stdin else None
+    result = users_svc.create_user(ctx.container, ctx.caller, name, role, password)
     if as_json:
-        emit_json({"user": view, "password": None if password_stdin else password})
+        emit_json({"user": result.user, "password": result.password if result.generated else None})
     else:
-        click.echo(f"created {role} {name!r}")
-        if not password_stdin:
-            click.echo(f"password: {password}   <- shown once")
+        _show_password(result, f"created {role} {name!r}")
 
 
 @users.command("list")
@@ -89,8 +87,7 @@ def users_add(ctx: Ctx, name: str, role: str, password_stdin: bool, as_json: boo
 @pass_ctx
 def users_list(ctx: Ctx, as_json: bool) -> None:
     """List users with role and state."""
-    with ctx.container.sessions() as s:
-        rows = accounts.list_users(s)
+    rows = users_svc.users(ctx.container, ctx.caller)
     if as_json:
         emit_json(rows)
     else:
@@ -102,11 +99,8 @@ def users_list(ctx: Ctx, as_json: bool) -> None:
 @click.argument("name")
 @pass_ctx
 def users_disable(ctx: Ctx, name: str) -> None:
-    """Disable a user: they can no longer sign in or receive any passage."""
-    c = ctx.container
-    with c.sessions.begin() as s:
-        accounts.set_disabled(s, name, True)
-        audit.append(s, c.vault, kind="admin", action="user.disable", target=name, actor=cli_actor())
+    """Disable a user: they can no longer sign in or receive any passage (never the last admin)."""
+    users_svc.set_disabled(ctx.container, ctx.caller, name, True)
     click.echo(f"disabled {name!r}")
 
 
@@ -115,11 +109,18 @@ def users_disable(ctx: Ctx, name: str) -> None:
 @pass_ctx
 def users_enable(ctx: Ctx, name: str) -> None:
     """Enable a disabled user again."""
-    c = ctx.container
-    with c.sessions.begin() as s:
-        accounts.set_disabled(s, name, False)
-        audit.append(s, c.vault, kind="admin", action="user.enable", target=name, actor=cli_actor())
+    users_svc.set_disabled(ctx.container, ctx.caller, name, False)
     click.echo(f"enabled {name!r}")
+
+
+@users.command("role")
+@click.argument("name")
+@click.argument("role")
+@pass_ctx
+def users_role(ctx: Ctx, name: str, role: str) -> None:
+    """Change a user's role (staff, admin or auditor; never demotes the last admin)."""
+    users_svc.set_role(ctx.container, ctx.caller, name, role)
+    click.echo(f"{name!r} is now {role}")
 
 
 @users.command("passwd")
@@ -128,12 +129,8 @@ def users_enable(ctx: Ctx, name: str) -> None:
 @pass_ctx
 def users_passwd(ctx: Ctx, name: str, password_stdin: bool) -> None:
     """Reset a user's password (and unlock the account)."""
-    password = read_secret_stdin() if password_stdin else generate_password()
-    c = ctx.container
-    with c.sessions.begin() as s:
-        accounts.set_password(s, name, password)
-        audit.append(s, c.vault, kind="admin", action="user.password_reset", target=name, actor=cli_actor())
-    click.echo(f"password of {name!r} reset" + ("" if password_stdin else f": {password}   <- shown once"))
+    password = read_secret_stdin() if password_stdin else None
+    _show_password(users_svc.reset_password(ctx.container, ctx.caller, name, password), f"password of {name!r} reset")
 
 
 # --- collections -------------------------------------------------------------------------------
@@ -148,10 +145,7 @@ def collections() -> None:
 @pass_ctx
 def collections_add(ctx: Ctx, name: str, description: str) -> None:
     """Create a collection."""
-    c = ctx.container
-    with c.sessions.begin() as s:
-        accounts.add_collection(s, name, description)
-        audit.append(s, c.vault, kind="admin", action="collection.create", target=name, actor=cli_actor())
+    users_svc.create_collection(ctx.container, ctx.caller, name, description)
     click.echo(f"created collection {name!r}")
 
 
@@ -163,11 +157,7 @@ def collections_add(ctx: Ctx, name: str, description: str) -> None:
 @pass_ctx
 def collections_grant(ctx: Ctx, name: str, user: str | None, role: str | None, write: bool) -> None:
     """Let a user or a role read (and with --write, add to) a collection."""
-    c = ctx.container
-    with c.sessions.begin() as s:
-        accounts.grant(s, name, user=user, role=role, write=write)
-        audit.append(s, c.vault, kind="admin", action="grant.add", target=name, actor=cli_actor(),
-                     details={"user": user, "role": role, "write": write})
+    users_svc.grant(ctx.container, ctx.caller, name, user=user, role=role, write=write)
     who = f"user {user}" if user else f"role {role}"
     click.echo(f"granted {'write' if write else 'read'} on {name!r} to {who}")
 
@@ -179,13 +169,7 @@ def collections_grant(ctx: Ctx, name: str, user: str | None, role: str | None, w
 @pass_ctx
 def collections_revoke(ctx: Ctx, name: str, user: str | None, role: str | None) -> None:
     """Remove a grant."""
-    if (user is None) == (role is None):
-        raise KbError("Revoke exactly one of --user NAME or --role ROLE.")
-    c = ctx.container
-    with c.sessions.begin() as s:
-        n = accounts.revoke(s, name, user=user, role=role)
-        audit.append(s, c.vault, kind="admin", action="grant.remove", target=name, actor=cli_actor(),
-                     details={"user": user, "role": role, "removed": n})
+    n = users_svc.revoke(ctx.container, ctx.caller, name, user=user, role=role)
     click.echo(f"removed {n} grant(s)")
 
 
@@ -194,8 +178,7 @@ def collections_revoke(ctx: Ctx, name: str, user: str | None, role: str | None) 
 @pass_ctx
 def collections_list(ctx: Ctx, as_json: bool) -> None:
     """List collections and their grants."""
-    with ctx.container.sessions() as s:
-        rows = accounts.list_collections(s)
+    rows = users_svc.collections(ctx.container, ctx.caller)
     if as_json:
         emit_json(rows)
     else:
@@ -214,9 +197,7 @@ def keys() -> None:
 @pass_ctx
 def keys_status(ctx: Ctx, as_json: bool) -> None:
     """Show the cipher, key versions and how many data keys each version wraps."""
-    c = ctx.container
-    with c.sessions() as s:
-        st = c.vault.status(s)
+    st = keys_svc.status(ctx.container, ctx.caller)
     if as_json:
         emit_json(st)
         return
@@ -232,11 +213,7 @@ def keys_rotate(ctx: Ctx, as_json: bool) -> None:
 
     Old versions stay in the key file, so an interrupted rotation loses nothing; run it again.
     """
-    c = ctx.container
-    with c.sessions.begin() as s:
-        version, count = c.vault.rotate(s)
-        audit.append(s, c.vault, kind="admin", action="keys.rotate", target=f"v{version}", actor=cli_actor(),
-                     details={"rewrapped": count})
+    version, count = keys_svc.rotate(ctx.container, ctx.caller)
     if as_json:
         emit_json({"version": version, "rewrapped": count})
     else:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import click
 
-from app import audit, documents
-from app.cli import Ctx, cli_actor, emit_json, emit_table, pass_ctx
+from app.cli import Ctx, emit_json, emit_table, pass_ctx
 from app.errors import KbError
+from app.services import documents
 
 
 @click.command()
@@ -29,7 +29,6 @@ def ingest(ctx: Ctx, paths: tuple[Path, ...], collection: str, wait: bool, as_js
     parses, scrubs, chunks and embeds them. Unchanged files are skipped; changed ones replace
     their older version. Every file ends with a status and, if it failed, the reason.
     """
-    from ingest.submit import submit_paths
     from ingest.worker import Worker
 
     c = ctx.container
@@ -39,12 +38,9 @@ def ingest(ctx: Ctx, paths: tuple[Path, ...], collection: str, wait: bool, as_js
     worker = Worker(c) if wait else None
     finish = worker.start_draining(on_done=progress.tick) if worker else None  # indexes while we queue
     with click.progressbar(length=0, label="queueing", show_pos=True, file=None if not as_json else _null()) as bar:
-        for item in submit_paths(c, list(paths), collection, uploaded_by=cli_actor().name):
+        for item in documents.ingest_paths(c, ctx.caller, list(paths), collection):
             submitted.append(item)
             bar.update(1)
-    with c.sessions.begin() as s:
-        audit.append(s, c.vault, kind="admin", action="docs.upload", target=collection, actor=cli_actor(),
-                     details={"files": len(submitted), "queued": sum(x.outcome == "queued" for x in submitted)})
     queued_ids = [x.document_id for x in submitted if x.outcome == "queued" and x.document_id]
     times = None
     if worker and finish:
@@ -53,8 +49,7 @@ def ingest(ctx: Ctx, paths: tuple[Path, ...], collection: str, wait: bool, as_js
         times = worker.times if queued_ids else None
     elapsed = time.perf_counter() - started
     ids = [x.document_id for x in submitted if x.document_id]
-    with c.sessions() as s:
-        views = {v.id: v for v in documents.list_documents(s, ids=ids)}
+    views = {v.id: v for v in documents.docs_by_id(c, ctx.caller, ids)}
     outcome = Counter()
     for x in submitted:
         outcome["unchanged" if x.outcome == "unchanged" else (views[x.document_id].status if x.document_id in views
@@ -147,8 +142,7 @@ def docs() -> None:
 @pass_ctx
 def docs_list(ctx: Ctx, collection: str | None, status: str | None, as_json: bool) -> None:
     """List documents (newest version of each file)."""
-    with ctx.container.sessions() as s:
-        rows = documents.list_documents(s, collection, status)
+    rows = documents.list_docs(ctx.container, ctx.caller, status=status, collection=collection, newest_first=False)
     if as_json:
         emit_json(rows)
     else:
@@ -161,8 +155,7 @@ def docs_list(ctx: Ctx, collection: str | None, status: str | None, as_json: boo
 @pass_ctx
 def docs_show(ctx: Ctx, doc_id: int, as_json: bool) -> None:
     """Show one document's details."""
-    with ctx.container.sessions() as s:
-        view = documents.get_document(s, doc_id)
+    view = documents.show_doc(ctx.container, ctx.caller, doc_id)
     if as_json:
         emit_json(view)
     else:
@@ -176,15 +169,10 @@ def docs_show(ctx: Ctx, doc_id: int, as_json: bool) -> None:
 @pass_ctx
 def docs_delete(ctx: Ctx, doc_id: int, yes: bool) -> None:
     """Delete a document: its chunks, vectors, stored original and every older version."""
-    c = ctx.container
-    with c.sessions() as s:
-        view = documents.get_document(s, doc_id)
+    view = documents.show_doc(ctx.container, ctx.caller, doc_id)
     if not yes:
         click.confirm(f"Delete {view.source} ({view.n_chunks} chunks)?", abort=True)
-    with c.sessions.begin() as s:
-        documents.delete_document(s, c.settings.blobs_dir, doc_id)
-        audit.append(s, c.vault, kind="admin", action="docs.delete", target=view.source, actor=cli_actor(),
-                     details={"document_id": doc_id, "collection": view.collection})
+    documents.delete_doc(ctx.container, ctx.caller, doc_id)
     click.echo(f"deleted document {doc_id} ({view.source})")
 
 
@@ -196,11 +184,7 @@ def docs_retry(ctx: Ctx, doc_id: int | None, failed: bool) -> None:
     """Queue a document (or, with --failed, all failed ones) for processing again."""
     if (doc_id is None) == (not failed):
         raise KbError("Give a document id or --failed.")
-    c = ctx.container
-    with c.sessions.begin() as s:
-        ids = documents.retry_failed(s) if failed else [documents.retry(s, doc_id).id]
-        audit.append(s, c.vault, kind="admin", action="docs.retry", target=",".join(map(str, ids))[:255],
-                     actor=cli_actor(), details={"documents": ids})
+    ids = documents.retry_docs(ctx.container, ctx.caller, None if failed else [doc_id], failed=failed)
     click.echo(f"queued {len(ids)} document(s) again; a worker will pick them up")
 
 

@@ -27,7 +27,7 @@ def eval_retrieval(ctx: Ctx, corpus: Path, queries: Path, qrels: Path, modes: tu
                    limit_docs: int | None, as_json: bool) -> None:
     """Ingest a BEIR corpus through the real pipeline into a temporary data dir (PII scrubbing on, as users
     run it), run every query through the real search, and print nDCG@10, recall@100 and MRR@10."""
-    from app import evaluation
+    from app.services import evaluation
     from retrieval.metrics import load_beir_corpus, load_beir_queries, load_qrels
 
     docs = load_beir_corpus(corpus)

@@ -6,9 +6,9 @@ import sys
 
 import click
 
-from app import audit, qa
-from app.cli import Ctx, cli_actor, emit_json, pass_ctx
-from app.search_service import hydrate
+from app.cli import Ctx, emit_json, pass_ctx
+from app.services import qa
+from app.services import search as search_svc
 
 
 @click.command()
@@ -22,10 +22,7 @@ def search(ctx: Ctx, query: str, k: int, user: str | None, mode: str | None, as_
     """Show the chunks a question would retrieve, with document, position, score and text."""
     c = ctx.container
     caller = qa.caller_for(c, user, "cli")
-    ids = None if caller.collection_ids is None else set(caller.collection_ids)
-    hits = c.search_index.search(query, k, ids, mode=mode)
-    with c.sessions() as s:
-        passages = hydrate(c, s, hits)
+    passages = search_svc.search(c, caller, query, k, mode=mode)
     if as_json:
         emit_json([p.__dict__ for p in passages])
         return
@@ -101,11 +98,8 @@ def index() -> None:
 @pass_ctx
 def index_rebuild(ctx: Ctx) -> None:
     """Recreate the dense and BM25 indexes from the chunks table and seal a new snapshot."""
-    c = ctx.container
     with click.progressbar(length=0, label="rebuilding", show_pos=True) as bar:
-        n = c.search_index.rebuild(progress=bar.update)
-    with c.sessions.begin() as s:
-        audit.append(s, c.vault, kind="admin", action="index.rebuild", actor=cli_actor(), details={"chunks": n})
+        n = search_svc.rebuild_index(ctx.container, ctx.caller, progress=bar.update)
     click.echo(f"index rebuilt: {n} chunks")
 
 

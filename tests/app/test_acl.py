@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from app import accounts, qa
+from app import accounts
 from app.models import Chunk
-from app.search_service import hydrate
+from app.services import qa
+from app.services.search import hydrate
 from ingest.submit import submit_paths
 from ingest.worker import Worker
 

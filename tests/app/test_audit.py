@@ -16,9 +16,9 @@ from sqlalchemy.exc import DBAPIError
 
 from app import audit, migrate
 from app.audit import Actor
-from app.container import Container
 from app.errors import KbError, NotFound, PermissionDenied
 from app.keys import KeyRing
+from app.services.container import Container
 from tests.conftest import make_settings
 
 ALICE = Actor("alice", "staff", "ui")

@@ -23,7 +23,7 @@ import random, sys, time
 from pathlib import Path
 from sqlalchemy import text
 from app import audit
-from app.container import Container
+from app.services.container import Container
 from app.settings import Settings
 
 name, n, gate = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])

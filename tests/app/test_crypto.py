@@ -137,7 +137,7 @@ def test_interrupted_rotation_loses_nothing(container):
 def test_no_plaintext_in_database_or_files(container, db_url, tmp_path):
     """After real ingestion, a search and a logged question, the marker is nowhere on disk: not in the data
     dir (database file, blobs, index snapshots), not in a pg_dump."""
-    from app import qa
+    from app.services import qa
     from ingest.submit import submit_paths
     from ingest.worker import Worker
 

@@ -7,8 +7,9 @@ import shutil
 import pytest
 from sqlalchemy import select
 
-from app import accounts, audit, qa
+from app import accounts, audit
 from app.models import AuditRecord
+from app.services import qa
 from ingest.submit import submit_paths
 from ingest.worker import Worker
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from app import documents
-from app.search_service import SearchIndex
+from app.services import documents
+from app.services.search import SearchIndex
 from ingest.submit import submit_paths
 from ingest.worker import Worker
 

@@ -26,8 +26,8 @@ def test_serve_refuses_an_uninitialised_data_dir(tmp_path):
 
 
 def test_ctrl_c_stops_ui_and_worker(tmp_path):
-    from app.container import Container
-    from app.setup import init
+    from app.services.container import Container
+    from app.services.setup import init
 
     data = tmp_path / "data"
     c = Container(make_settings(data, f"sqlite:///{data / 'kb.sqlite3'}"))

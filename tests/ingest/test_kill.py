@@ -11,9 +11,9 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from app.container import Container
 from app.models import Chunk, Document, IndexEvent, Job
-from app.setup import init
+from app.services.container import Container
+from app.services.setup import init
 from ingest.submit import submit_paths
 from ingest.worker import Worker
 from tests.conftest import make_settings

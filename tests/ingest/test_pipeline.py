@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from app import documents
-from app.container import Container
 from app.models import Chunk, Document, IndexEvent, Job
+from app.services import documents
+from app.services.container import Container
 from ingest.submit import submit_paths
 from ingest.types import TERMINAL
 from ingest.worker import Worker
@@ -164,7 +164,7 @@ def test_lease_keeper_holds_jobs_longer_than_a_lease(tmp_path, db_url):
     """A batch that takes longer than a lease (big files, slow model) is not taken over meanwhile."""
     import time
 
-    from app.setup import init
+    from app.services.setup import init
     from ingest import queue
     from ingest.worker import LeaseKeeper
     from tests.conftest import make_settings
@@ -225,7 +225,7 @@ def test_a_text_that_breaks_the_scrubber_or_a_failed_batch_embedding_fails_only_
 
 @pytest.mark.parametrize("claim_batch", [64, 1])  # twins in one batch; twins in batches that overlap
 def test_duplicates_are_caught_before_their_twin_is_written(tmp_path, claim_batch):
-    from app.setup import init
+    from app.services.setup import init
     from tests.conftest import make_settings
 
     c = Container(make_settings(tmp_path / "data", f"sqlite:///{tmp_path / 'kb.sqlite3'}",

@@ -9,7 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from app import accounts
-from app.web.session import SessionUser, allowed_pages
+from app.services.session import SessionUser, allowed_pages
 from ui import common
 
 UI = Path(__file__).resolve().parents[2] / "ui"

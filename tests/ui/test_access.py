@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select
 
 from app.models import AuditRecord
-from app.web import people
+from app.services import users
 from tests.ui.conftest import PASSWORDS, app, session_user, titles
 from ui import common
 
@@ -98,7 +98,7 @@ def test_auditor_gets_chat_only_when_granted(kb):
     at = app(user="audrey").run()
     with pytest.raises(ValueError):
         at.switch_page("views/chat.py")
-    people.grant(kb, session_user("admin"), "handbook", user="audrey")
+    users.grant(kb, session_user("admin"), "handbook", user="audrey")
     at.run()  # grants are read again on every run
     at.switch_page("views/chat.py").run()
     assert titles(at) == ["Ask the documents"]
@@ -124,7 +124,7 @@ def test_repeated_failures_lock_the_account_and_log_it(kb, monkeypatch):
     assert common.USER_KEY not in at.session_state
     locked = actions(kb, "login.locked")
     assert len(locked) == 1 and locked[0].target == "sam" and locked[0].details["attempts"] == 3
-    people.reset_password(kb, session_user("admin"), "sam", "new-password-123")  # an admin unlocks
+    users.reset_password(kb, session_user("admin"), "sam", "new-password-123")  # an admin unlocks
     at = submit_login(at, "sam", "new-password-123")
     assert titles(at) == ["Ask the documents"]
 
@@ -146,7 +146,7 @@ def test_active_session_is_kept_and_refreshed(kb):
 def test_disabled_account_is_signed_out_at_the_next_click(kb):
     at = app(user="sam").run()
     assert titles(at) == ["Ask the documents"]
-    people.set_disabled(kb, session_user("admin"), "sam", True)
+    users.set_disabled(kb, session_user("admin"), "sam", True)
     at.run()
     assert common.USER_KEY not in at.session_state
     assert "Sign in" in [b.label for b in at.button]

@@ -10,8 +10,8 @@ from sqlalchemy import select
 from app import audit
 from app.audit import Actor
 from app.models import AuditRecord
+from app.services import auditing, documents, users
 from app.settings import UiSettings
-from app.web import auditing, library, people
 from tests.ui.conftest import app, session_user, titles
 from ui import common
 
@@ -32,51 +32,51 @@ def zip_of(files: dict[str, bytes]) -> io.BytesIO:
 
 # --- documents -------------------------------------------------------------------------------
 def test_uploads_are_streamed_capped_and_queued(kb):
-    from app.container import Container
+    from app.services.container import Container
 
     small = Container(kb.settings.model_copy(update={"ui": UiSettings(max_upload_mb=0.01)}))  # ~10 KB cap
     admin = session_user("admin")
     uploads = [
-        library.Upload("../../etc/notes.txt", io.BytesIO(b"Parking permits are renewed every March.")),
-        library.Upload("folder.zip", zip_of({"policies/a.txt": b"alpha policy text", "policies/b.md": b"# Beta"})),
-        library.Upload("big.txt", io.BytesIO(b"x" * 20_000)),
+        documents.Upload("../../etc/notes.txt", io.BytesIO(b"Parking permits are renewed every March.")),
+        documents.Upload("folder.zip", zip_of({"policies/a.txt": b"alpha policy text", "policies/b.md": b"# Beta"})),
+        documents.Upload("big.txt", io.BytesIO(b"x" * 20_000)),
     ]
-    results = library.save_uploads(small, uploads, "handbook", admin)
+    results = documents.save_uploads(small, admin, uploads, "handbook")
     by_source = {r.source: r for r in results}
     assert by_source["etc/notes.txt"].outcome == "queued"  # confined: ".." parts are dropped
     assert {"folder.zip!policies/a.txt", "folder.zip!policies/b.md"} <= set(by_source)
     assert by_source["big.txt"].outcome == "too_large" and "upload limit" in by_source["big.txt"].reason
-    docs = library.list_docs(kb)
+    docs = documents.list_docs(kb, session_user("admin"))
     assert sorted(d.source for d in docs) == ["etc/notes.txt", "folder.zip!policies/a.txt", "folder.zip!policies/b.md"]
-    assert library.progress(docs) == (0, 3)
+    assert documents.progress(docs) == (0, 3)
     assert records(kb, "docs.upload")[0].details == {"files": 4, "queued": 3}
     # the same files again: nothing new
-    again = library.save_uploads(kb, [library.Upload("etc/notes.txt", io.BytesIO(b"Parking permits are renewed "
-                                                                                 b"every March."))], "handbook", admin)
+    note = documents.Upload("etc/notes.txt", io.BytesIO(b"Parking permits are renewed every March."))
+    again = documents.save_uploads(kb, admin, [note], "handbook")
     assert [r.outcome for r in again] == ["unchanged"]
 
 
 def test_folder_uploads_keep_their_relative_paths_safely(kb):
     admin = session_user("admin")
-    uploads = [library.Upload("policies/hr/leave.txt", io.BytesIO(b"leave policy")),
-               library.Upload("policies/../../../escape.txt", io.BytesIO(b"tries to climb out")),
-               library.Upload("policies/.DS_Store", io.BytesIO(b"junk"))]
-    results = library.save_uploads(kb, uploads, "handbook", admin)
+    uploads = [documents.Upload("policies/hr/leave.txt", io.BytesIO(b"leave policy")),
+               documents.Upload("policies/../../../escape.txt", io.BytesIO(b"tries to climb out")),
+               documents.Upload("policies/.DS_Store", io.BytesIO(b"junk"))]
+    results = documents.save_uploads(kb, admin, uploads, "handbook")
     assert sorted(r.source for r in results) == ["policies/escape.txt", "policies/hr/leave.txt"]
-    assert library.safe_relative_path("/abs/../x/./y.pdf").as_posix() == "abs/x/y.pdf"
+    assert documents.safe_relative_path("/abs/../x/./y.pdf").as_posix() == "abs/x/y.pdf"
 
 
 def test_safe_file_name_never_leaves_the_folder():
-    assert library.safe_file_name("..\\..\\windows\\x.docx") == "x.docx"
-    assert library.safe_file_name("/etc/passwd") == "passwd"
-    assert library.safe_file_name("..") == "upload"
-    assert library.safe_file_name("a\x00b:c.pdf") == "a_b_c.pdf"
+    assert documents.safe_file_name("..\\..\\windows\\x.docx") == "x.docx"
+    assert documents.safe_file_name("/etc/passwd") == "passwd"
+    assert documents.safe_file_name("..") == "upload"
+    assert documents.safe_file_name("a\x00b:c.pdf") == "a_b_c.pdf"
 
 
 def test_documents_page_lists_searches_retries_and_deletes(kb):
     admin = session_user("admin")
-    library.save_uploads(kb, [library.Upload("alpha.txt", io.BytesIO(b"alpha")),
-                              library.Upload("beta.txt", io.BytesIO(b"beta"))], "handbook", admin)
+    documents.save_uploads(kb, admin, [documents.Upload("alpha.txt", io.BytesIO(b"alpha")),
+                                       documents.Upload("beta.txt", io.BytesIO(b"beta"))], "handbook")
     at = app(user="admin").run()
     at.switch_page("views/documents.py").run()
     assert titles(at) == ["Documents"] and not at.exception
@@ -94,7 +94,7 @@ def test_documents_page_lists_searches_retries_and_deletes(kb):
     at.checkbox(key=f"sure_{doc_id}").check().run()
     next(b for b in at.button if b.label == "Delete").click().run()
     assert any("Deleted document" in s.value for s in at.success)
-    assert [d.source for d in library.list_docs(kb)] == ["alpha.txt"]
+    assert [d.source for d in documents.list_docs(kb, session_user("admin"))] == ["alpha.txt"]
     assert records(kb, "docs.delete")[0].actor == "admin"
 
 
@@ -109,7 +109,7 @@ def test_users_page_adds_a_user_and_shows_the_generated_password_once(kb):
     assert not at.exception
     assert any("User newbie added." in s.value for s in at.success)
     password = at.code[0].value
-    from app.web.session import sign_in
+    from app.services.session import sign_in
 
     assert sign_in(kb, "newbie", password).role == "staff"
     at.run()
@@ -123,20 +123,20 @@ def test_admin_cannot_lock_out_the_last_admin(kb):
     from app.errors import KbError
 
     with pytest.raises(KbError, match="own account"):
-        people.set_disabled(kb, session_user("admin"), "admin", True)
-    people.create_user(kb, session_user("admin"), "root2", "admin", "second-admin-pw")
-    people.set_role(kb, session_user("admin"), "root2", "staff")  # fine: another admin remains
-    assert {u.name: u.role for u in people.users(kb)}["root2"] == "staff"
+        users.set_disabled(kb, session_user("admin"), "admin", True)
+    users.create_user(kb, session_user("admin"), "root2", "admin", "second-admin-pw")
+    users.set_role(kb, session_user("admin"), "root2", "staff")  # fine: another admin remains
+    assert {u.name: u.role for u in users.users(kb)}["root2"] == "staff"
     assert records(kb, "user.role")[0].details == {"role": "staff", "was": "admin"}
 
 
 def test_grants_page_grants_and_revokes(kb):
     admin = session_user("admin")
-    people.create_collection(kb, admin, "board", "Board minutes")
-    people.grant(kb, admin, "board", user="audrey")
-    assert {c.name: c.grants for c in people.collections(kb)}["board"] == ["user:audrey(r)"]
-    assert people.revoke(kb, admin, "board", user="audrey") == 1
-    assert {c.name: c.grants for c in people.collections(kb)}["board"] == []
+    users.create_collection(kb, admin, "board", "Board minutes")
+    users.grant(kb, admin, "board", user="audrey")
+    assert {c.name: c.grants for c in users.collections(kb)}["board"] == ["user:audrey(r)"]
+    assert users.revoke(kb, admin, "board", user="audrey") == 1
+    assert {c.name: c.grants for c in users.collections(kb)}["board"] == []
     at = app(user="admin").run()
     at.switch_page("views/users.py").run()
     assert "board" in list(at.dataframe[1].value["collection"])

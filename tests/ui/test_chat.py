@@ -7,8 +7,8 @@ import re
 import pytest
 from markdown_it import MarkdownIt
 
-from app import qa
-from app.web.chat import best_sentence
+from app.services import qa
+from app.services.chat import best_sentence
 from tests.ui.conftest import app, titles
 from ui.chat_turns import CHAT_KEY, Source, Turn
 
@@ -77,10 +77,10 @@ def test_collection_picker_lists_only_granted_collections(kb):
 
 
 def test_user_without_collections_is_told_and_cannot_ask(kb):
-    from app.web import people
+    from app.services import users
     from tests.ui.conftest import session_user
 
-    people.revoke(kb, session_user("admin"), "handbook", role="staff")
+    users.revoke(kb, session_user("admin"), "handbook", role="staff")
     at = app(user="sam").run()
     assert "no access to any collection" in at.info[0].value
     assert at.chat_input[0].disabled

@@ -6,9 +6,8 @@ import time
 
 import streamlit as st
 
-from app import qa
 from app.errors import KbError
-from app.web import chat, session
+from app.services import chat, qa, session
 from ui import common
 from ui.chat_turns import CHAT_KEY, PENDING_KEY, Turn, render_answer, turn_from
 from ui.safe_text import safe_label, safe_markdown

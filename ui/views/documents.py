@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app.web import library, session
+from app.services import documents, session
 from ui import common
 from ui.safe_text import safe_label
 
@@ -20,7 +20,7 @@ PENDING = ("queued", "processing")
 
 def upload_form(user: session.SessionUser) -> None:
     c = common.container()
-    names = library.collection_names(c)
+    names = documents.collection_names(c, user)
     folder = st.segmented_control("Upload", ["Files or .zip archives", "A whole folder"],
                                   default="Files or .zip archives", key="upload_mode") == "A whole folder"
     with st.form("upload", clear_on_submit=True):
@@ -39,8 +39,8 @@ def upload_form(user: session.SessionUser) -> None:
         return
     collection = new_name.strip() if choice == NEW else choice
     with common.user_errors("The upload"), st.spinner(f"Storing {len(files)} file(s)…"):
-        uploads = [library.Upload(f.name, f) for f in files]
-        results = library.save_uploads(c, uploads, collection, user)
+        uploads = [documents.Upload(f.name, f) for f in files]
+        results = documents.save_uploads(c, user, uploads, collection)
         st.session_state[BATCH_KEY] = [r.document_id for r in results if r.document_id]
         queued = sum(r.outcome == "queued" for r in results)
         unchanged = sum(r.outcome == "unchanged" for r in results)
@@ -54,9 +54,9 @@ def upload_form(user: session.SessionUser) -> None:
 @st.fragment(run_every=3)
 def live_queue(name: str, status: str, collection: str) -> None:
     """Counts, the last upload's progress and the document table, refreshed every few seconds."""
-    common.require(session.DOCUMENTS)
+    user = common.require(session.DOCUMENTS)
     c = common.container()
-    counts = library.counts(c)
+    counts = documents.counts(c, user)
     cols = st.columns(5)
     cols[0].metric("Indexed", counts.get("indexed", 0))
     cols[1].metric("Waiting", counts.get("queued", 0))
@@ -64,12 +64,12 @@ def live_queue(name: str, status: str, collection: str) -> None:
     cols[3].metric("Failed", counts.get("failed", 0))
     cols[4].metric("Other", sum(v for k, v in counts.items() if k not in ("indexed", "queued", "processing",
                                                                            "failed")))
-    batch = library.docs_by_id(c, st.session_state.get(BATCH_KEY, []))
+    batch = documents.docs_by_id(c, user, st.session_state.get(BATCH_KEY, []))
     if batch:
-        done, total = library.progress(batch)
+        done, total = documents.progress(batch)
         st.progress(done / total, text=f"Last upload: {done} of {total} file(s) processed"
                     + (" — all done" if done == total else " (updates live)"))
-    rows = library.list_docs(c, name, status, collection)
+    rows = documents.list_docs(c, user, name, status, collection, limit=500)
     if not rows:
         st.caption("No documents match." if (name or status or collection) else "No documents yet: upload some above.")
         return
@@ -88,7 +88,7 @@ def live_queue(name: str, status: str, collection: str) -> None:
 
 def actions(user: session.SessionUser, name: str, status: str, collection: str) -> None:
     c = common.container()
-    rows = library.list_docs(c, name, status, collection)
+    rows = documents.list_docs(c, user, name, status, collection, limit=500)
     if not rows:
         return
     with st.expander("Retry or delete a document", icon=":material/build:"):
@@ -100,13 +100,13 @@ def actions(user: session.SessionUser, name: str, status: str, collection: str) 
         if left.button("Retry", icon=":material/refresh:", disabled=doc.status in PENDING,
                        help="Process the stored original again (after a fix or a new setting)."):
             with common.user_errors("Retry"):
-                library.retry_doc(c, doc.id, user)
+                documents.retry_docs(c, user, [doc.id])
                 common.flash(f"Document #{doc.id} queued again.")
                 st.rerun()
         sure = right.checkbox("I want to delete it", key=f"sure_{doc.id}")
         if right.button("Delete", icon=":material/delete:", disabled=not sure, type="primary"):
             with common.user_errors("Delete"):
-                library.delete_doc(c, doc.id, user)
+                documents.delete_doc(c, user, doc.id)
                 common.flash(f"Deleted document #{doc.id} ({safe_label(doc.source)}).")
                 st.rerun()
 
@@ -119,7 +119,7 @@ st.subheader("Queue and library")
 f1, f2, f3 = st.columns([2, 1, 1])
 name_filter = f1.text_input("Search by name", placeholder="part of a file name", key="doc_search")
 status_filter = f2.selectbox("Status", ["", *STATUS_LABEL], format_func=lambda s: STATUS_LABEL.get(s, "any status"))
-collection_filter = f3.selectbox("Collection", ["", *library.collection_names(common.container())],
+collection_filter = f3.selectbox("Collection", ["", *documents.collection_names(common.container(), user)],
                                  format_func=lambda s: s or "all collections")
 live_queue(name_filter, status_filter, collection_filter)
 actions(user, name_filter, status_filter, collection_filter)

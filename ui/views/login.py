@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app.web import session
+from app.services import session
 from ui import common
 
 _, middle, _ = st.columns([1, 1.2, 1])

@@ -8,7 +8,7 @@ from datetime import time as dtime
 
 import streamlit as st
 
-from app.web import auditing, people, session
+from app.services import auditing, session, users
 from ui import common
 from ui.safe_text import safe_label, safe_markdown
 
@@ -36,11 +36,11 @@ def chain_status() -> None:
                    icon=":material/gpp_bad:")
 
 
-def filters() -> dict:
+def filters(user: session.SessionUser) -> dict:
     c = common.container()
     a, b, d, e = st.columns([1, 1.3, 1.5, 1])
-    users = ["", *[u.name for u in people.users(c)]]
-    actor = a.selectbox("User", users, format_func=lambda u: u or "anyone")
+    user_names = ["", *[u.name for u in users.users(c, user)]]
+    actor = a.selectbox("User", user_names, format_func=lambda u: u or "anyone")
     today = datetime.now().date()
     span = b.date_input("Time range", (today - timedelta(days=30), today), max_value=today)
     contains = d.text_input("Text in question or answer", placeholder="e.g. trustee")
@@ -97,7 +97,7 @@ if not auditing.available():
     st.stop()
 viewer = (user.name, user.role)
 chain_status()
-f = filters()
+f = filters(user)
 with common.user_errors("Reading the log"):
     rows = auditing.entries(common.container(), viewer, limit=500, **f)
     if not rows:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app.accounts import ROLES
-from app.web import people, session
+from app.services import session, users
 from ui import common
 from ui.safe_text import safe_label
 
@@ -23,7 +23,7 @@ def show_password_once() -> None:
 def users_tab(admin: session.SessionUser) -> None:
     c = common.container()
     show_password_once()
-    rows = people.users(c)
+    rows = users.users(c, admin)
     st.dataframe([{"user": u.name, "role": u.role,
                    "state": "disabled" if u.disabled else "locked" if u.locked else "active",
                    "created": common.fmt_time(u.created_at)} for u in rows], hide_index=True, width="stretch")
@@ -35,7 +35,7 @@ def users_tab(admin: session.SessionUser) -> None:
         password = st.text_input("Password", type="password", help="Leave empty to generate one (shown once).")
         if st.form_submit_button("Add user", icon=":material/person_add:"):
             with common.user_errors("Adding the user"):
-                pw = people.create_user(c, admin, name, role, password or None)
+                pw = users.create_user(c, admin, name, role, password or None).password
                 if not password:
                     st.session_state[SHOW_ONCE_KEY] = (name.strip(), pw)
                 common.flash(f"User {safe_label(name.strip())} added.")
@@ -49,23 +49,23 @@ def users_tab(admin: session.SessionUser) -> None:
         b1, b2, b3 = st.columns(3)
         if b1.button("Save role", disabled=new_role == target.role):
             with common.user_errors("Changing the role"):
-                people.set_role(c, admin, picked, new_role)
+                users.set_role(c, admin, picked, new_role)
                 common.flash(f"{safe_label(picked)} is now {new_role}.")
                 st.rerun()
         if b2.button("Enable" if target.disabled else "Disable"):
             with common.user_errors("Changing the account"):
-                people.set_disabled(c, admin, picked, not target.disabled)
+                users.set_disabled(c, admin, picked, not target.disabled)
                 common.flash(f"{safe_label(picked)} is now {'enabled' if target.disabled else 'disabled'}.")
                 st.rerun()
         if b3.button("Reset password", help="Generates a new password and unlocks the account."):
             with common.user_errors("Resetting the password"):
-                st.session_state[SHOW_ONCE_KEY] = (picked, people.reset_password(c, admin, picked))
+                st.session_state[SHOW_ONCE_KEY] = (picked, users.reset_password(c, admin, picked).password)
                 st.rerun()
 
 
 def access_tab(admin: session.SessionUser) -> None:
     c = common.container()
-    cols = people.collections(c)
+    cols = users.collections(c, admin)
     st.dataframe([{"collection": x.name, "description": x.description, "readers": ", ".join(x.grants) or "admins only"}
                   for x in cols], hide_index=True, width="stretch")
     st.caption("Admins read every collection. (r) read, (rw) read and upload.")
@@ -76,7 +76,7 @@ def access_tab(admin: session.SessionUser) -> None:
         description = st.text_input("Description")
         if st.form_submit_button("Create", icon=":material/create_new_folder:"):
             with common.user_errors("Creating the collection"):
-                people.create_collection(c, admin, name, description)
+                users.create_collection(c, admin, name, description)
                 common.flash(f"Collection {safe_label(name.strip())} created.")
                 st.rerun()
     if not cols:
@@ -86,7 +86,7 @@ def access_tab(admin: session.SessionUser) -> None:
         collection = st.selectbox("Collection", [x.name for x in cols])
         to = st.radio("To", ["a role", "a user"], horizontal=True)
         role = st.selectbox("Role", ROLES, help="Used when granting to a role.")
-        user = st.selectbox("User", [u.name for u in people.users(c)], help="Used when granting to a user.")
+        user = st.selectbox("User", [u.name for u in users.users(c, admin)], help="Used when granting to a user.")
         write = st.checkbox("May also upload into it")
         g, r = st.columns(2)
         grant = g.form_submit_button("Grant", icon=":material/lock_open:")
@@ -94,12 +94,12 @@ def access_tab(admin: session.SessionUser) -> None:
     target = {"role": role} if to == "a role" else {"user": user}
     if grant:
         with common.user_errors("Granting access"):
-            people.grant(c, admin, collection, write=write, **target)
+            users.grant(c, admin, collection, write=write, **target)
             common.flash(f"Granted {safe_label(collection)} to {safe_label(next(iter(target.values())))}.")
             st.rerun()
     if revoke:
         with common.user_errors("Revoking access"):
-            n = people.revoke(c, admin, collection, **target)
+            n = users.revoke(c, admin, collection, **target)
             if not n:
                 st.info("There was no such grant.")
             else:
@@ -110,8 +110,8 @@ def access_tab(admin: session.SessionUser) -> None:
 admin = common.require(session.USERS)
 st.title("Users & access")
 common.show_flash()
-users, access = st.tabs(["Users", "Collections and grants"])
-with users:
+users_section, access = st.tabs(["Users", "Collections and grants"])
+with users_section:
     users_tab(admin)
 with access:
     access_tab(admin)

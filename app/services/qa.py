@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app import accounts, audit
-from app.audit import Actor
 from app.errors import KbError
-from app.search_service import Passage, embedder_knows, hydrate, lexical_coverage
+from app.services.caller import Caller, actor, operator
+from app.services.search import Passage, embedder_knows, hydrate, lexical_coverage
 from llm.citations import attribute_citations, check_citations
 from llm.prompt import build_messages, detect_language
 from llm.reasoning import ReasoningSplitter
@@ -62,20 +62,10 @@ class Event:
     moved: bool = False  # a reasoning part that was first shown as answer (R1 without an opening tag)
 
 
-@dataclass(frozen=True)
-class Caller:
-    name: str
-    role: str
-    client: str  # cli | ui | api
-    collection_ids: frozenset[int] | None  # None: every collection (operator on the server)
-
-
 def caller_for(container, user_name: str | None, client: str) -> Caller:
     """The caller's identity and readable collections; None user = the server operator (CLI only)."""
     if user_name is None:
-        import getpass
-
-        return Caller(f"os:{getpass.getuser()}", "admin", client, None)
+        return operator(client)
     with container.sessions() as s:
         user = accounts.get_user(s, user_name)
         if user.disabled:
@@ -182,7 +172,7 @@ def _record(container, caller: Caller, res: AskResult, outcome: str, error: str 
               "error": error}  # reasoning is deliberately not logged as the answer
     with container.sessions.begin() as s:
         rec = audit.append(s, container.vault, kind="query", action="ask", outcome=outcome,
-                           actor=Actor(caller.name, caller.role, caller.client), details=details, sealed=sealed)
+                           actor=actor(caller), details=details, sealed=sealed)
         res.audit_seq = rec.seq
 
 

@@ -1,4 +1,4 @@
-"""What the chat page needs besides app.qa: the caller's collections, their own past questions,
+"""What the chat page needs besides app.services.qa: the caller's collections, their own past questions,
 and the sentence of a cited passage to highlight."""
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ def past_questions(container, user_name: str, limit: int = 20) -> list[PastQuest
     """The user's own most recent questions (newest first), read back from the sealed query log."""
     out: list[PastQuestion] = []
     with container.sessions() as s:
-        rows = s.scalars(select(AuditRecord).where(AuditRecord.kind == "query", AuditRecord.actor == user_name)
+        rows = s.scalars(select(AuditRecord).where(AuditRecord.kind == "query", AuditRecord.action == "ask",
+                                                  AuditRecord.actor == user_name)
                          .order_by(AuditRecord.seq.desc()).limit(limit)).all()
         for r in rows:
             try:

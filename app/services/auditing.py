@@ -16,7 +16,7 @@ from typing import Any
 
 from app import audit
 from app.errors import KbError
-from app.search_service import Passage, hydrate
+from app.services.search import Passage, hydrate
 from retrieval.types import SearchHit
 
 NOT_AVAILABLE = ("The query log viewer needs the audit query functions (app.audit.query / get / verify), "

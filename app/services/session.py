@@ -32,6 +32,7 @@ class SessionUser:
     can_chat: bool
     signed_in_at: float
     last_seen: float
+    client: str = "ui"
 
     @property
     def pages(self) -> tuple[str, ...]:

@@ -21,8 +21,10 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app import crypto
+from app import audit, crypto
+from app.errors import KbError
 from app.models import Chunk, Collection, Document, IndexEvent
+from app.services.caller import Caller, Principal, actor, require_role
 from retrieval.dense import make_vector_index
 from retrieval.hybrid import HybridSearcher
 from retrieval.lexical import BM25Index
@@ -305,3 +307,31 @@ def hydrate(container, s: Session, hits: list[SearchHit]) -> list[Passage]:
         out.append(Passage(ch.id, doc.id, cname, doc.source, title, ch.page, meta.get("sheet"), meta.get("heading"),
                            text, h.score, h.dense_score, h.bm25_score))
     return out
+
+
+def search(container, caller: Caller, query: str, k: int = 5, collections: set[int] | None = None,
+           mode: str | None = None) -> list[Passage]:
+    """The chunks a question retrieves from the caller's collections, audited like a question."""
+    query = query.strip()
+    if not query:
+        raise KbError("The search query is empty.")
+    allowed = None if caller.collection_ids is None else set(caller.collection_ids)
+    if collections is not None:
+        allowed = set(collections) if allowed is None else allowed & set(collections)
+    hits = container.search_index.search(query, k, allowed, mode=mode)
+    with container.sessions.begin() as s:
+        passages = hydrate(container, s, hits)
+        audit.append(s, container.vault, kind="query", action="search", actor=actor(caller),
+                     details={"retrieved": [{"chunk_id": p.chunk_id, "document_id": p.document_id,
+                                             "score": round(p.score, 4)} for p in passages], "k": k, "mode": mode},
+                     sealed={"question": query})
+    return passages
+
+
+def rebuild_index(container, who: Principal, progress=None) -> int:
+    """Recreate the dense and BM25 indexes from the chunks table; returns the chunk count."""
+    require_role(who, "admin")
+    n = container.search_index.rebuild(progress=progress)
+    with container.sessions.begin() as s:
+        audit.append(s, container.vault, kind="admin", action="index.rebuild", actor=actor(who), details={"chunks": n})
+    return n

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from app import accounts, audit, migrate
 from app.audit import Actor
-from app.container import Container, ensure_data_dir
 from app.keys import KeyRing, Vault
 from app.passwords import generate_password
+from app.services.container import Container, ensure_data_dir
 
 
 @dataclass

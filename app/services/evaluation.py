@@ -10,10 +10,10 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from app.container import Container
 from app.models import Chunk, Document
+from app.services.container import Container
+from app.services.setup import init
 from app.settings import Settings
-from app.setup import init
 from ingest.submit import submit_paths
 from ingest.worker import Worker
 from retrieval.evaluate import doc_hits

@@ -89,7 +89,7 @@ class Container:
     @cached_property
     def search_index(self):
         """The process's hybrid index over all chunks, kept in step with the database."""
-        from app.search_service import SearchIndex
+        from app.services.search import SearchIndex
 
         return SearchIndex(self)
 
