@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 @dataclass
@@ -13,6 +13,7 @@ class ChatMessage:
     content: str
 
 
+@runtime_checkable
 class Generator(Protocol):
     model_name: str
     model_sha256: str | None
@@ -23,6 +24,12 @@ class Generator(Protocol):
 
     @property
     def context_window(self) -> int: ...
+
+    @property
+    def think_prefilled(self) -> bool:
+        """The prompt already opens a ``<think>`` block (DeepSeek-R1 style templates), so the output
+        starts inside reasoning without an opening tag (``llm.reasoning.ReasoningSplitter``)."""
+        ...
 
 
 @dataclass(frozen=True)
