@@ -1,16 +1,20 @@
 """All configuration in one pydantic-settings object (env prefix ``KB_``, nested with ``__``).
 
 Nothing imports a module-level instance: the CLI, worker and UI each call ``Settings()`` once and
-pass it to :class:`app.container.Container`.
+pass it to :class:`app.services.container.Container`.
 """
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+
+from app.errors import ConfigError
 
 
 class DatabaseSettings(BaseModel):
@@ -176,10 +180,96 @@ class AuditSettings(BaseModel):
     retention_days: int = Field(180, description="Minimum days records are kept before `kb audit purge` may drop them.")
 
 
+ENV_PREFIX = "KB_"
+ENV_NESTED = "__"
+
+# Conventional names accepted besides the canonical ``KB_<SECTION>__<FIELD>`` ones. If both are set
+# they must agree.
+ENV_ALIASES: dict[str, str] = {
+    "KB_DATABASE_URL": "KB_DATABASE__URL",
+    "KB_MASTER_KEY": "KB_CRYPTO__MASTER_KEY",
+    "KB_MASTER_KEY_FILE": "KB_CRYPTO__MASTER_KEY_FILE",
+}
+
+# KB_ variables that are not settings, so the unknown-variable check lets them pass. Only knobs of the
+# test suite and the benchmarks belong here (they read them themselves; Settings never does):
+#   KB_TEST_DATABASE_URL    PostgreSQL server the tests create their databases on (.ci/run sets it)
+#   KB_TEST_MODELS_DIR      where the tests keep downloaded models (tests/conftest.py; ~/.cache/kb-models)
+#   KB_BENCH_FAISS_NO_CUVS  bench/gpu.py: classic faiss GPU kernels instead of cuVS
+# tests/app/test_settings.py fails when the repository uses a KB_ name that is neither a setting nor here.
+NON_SETTING_VARIABLES: frozenset[str] = frozenset(
+    {"KB_TEST_DATABASE_URL", "KB_TEST_MODELS_DIR", "KB_BENCH_FAISS_NO_CUVS"}
+)
+
+
+def env_names(settings_cls: type[BaseSettings] | None = None) -> list[str]:
+    """Every environment variable that sets something: top-level fields (``KB_DATA_DIR``, and a whole
+    section as JSON, ``KB_LLM``), every nested field (``KB_LLM__MAX_TOKENS``) and the aliases."""
+    names = []
+    for name, field in (settings_cls or Settings).model_fields.items():
+        top = f"{ENV_PREFIX}{name.upper()}"
+        names.append(top)
+        section = field.annotation
+        if isinstance(section, type) and issubclass(section, BaseModel):
+            names += [f"{top}{ENV_NESTED}{sub.upper()}" for sub in section.model_fields]
+    return names + list(ENV_ALIASES)
+
+
+def check_environment(env_vars: Mapping[str, str | None], settings_cls: type[BaseSettings] | None = None,
+                      case_sensitive: bool = False) -> dict[str, str | None]:
+    """The environment as the settings should read it: aliases renamed to their canonical names.
+
+    Raises ConfigError for a ``KB_`` variable that names no setting (with the closest valid name) and
+    for an alias that disagrees with its canonical variable: kb never ignores a variable silently.
+    Names compare case-insensitively, as pydantic-settings reads them (unless ``case_sensitive``).
+    """
+    valid = env_names(settings_cls)
+    known = {n.upper() for n in valid} | NON_SETTING_VARIABLES
+    out = dict(env_vars)
+    unknown = sorted(k for k in out if k.upper().startswith(ENV_PREFIX) and k.upper() not in known)
+    if unknown:
+        problems = []
+        for name in unknown:
+            close = difflib.get_close_matches(name.upper(), valid, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}?" if close else "no setting has a similar name"
+            problems.append(f"{name.upper()} ({hint})")
+        raise ConfigError(f"Unknown KB_ setting{'s' if len(problems) > 1 else ''} {'; '.join(problems)}. "
+                          "Fix or unset it; app/settings.py lists every setting.")
+    for alias, canonical in ENV_ALIASES.items():
+        a, c = (alias, canonical) if case_sensitive else (alias.lower(), canonical.lower())
+        if a not in out:
+            continue
+        value = out.pop(a)
+        if c in out and out[c] != value:
+            raise ConfigError(f"{alias} and {canonical} are both set, to different values: set only one.")
+        out[c] = value
+    return out
+
+
 class Settings(BaseSettings):
+    """Environment variables ``KB_<FIELD>`` and ``KB_<SECTION>__<FIELD>`` (any case), plus ENV_ALIASES.
+
+    A ``KB_`` variable that matches none of them is an error (see check_environment), except the
+    test-suite variables in NON_SETTING_VARIABLES.
+    """
+
     model_config = SettingsConfigDict(
         env_prefix="KB_", env_nested_delimiter="__", extra="ignore", populate_by_name=True
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        if isinstance(env_settings, EnvSettingsSource):  # checked each time the environment is read
+            env_settings.env_vars = check_environment(
+                env_settings.env_vars, settings_cls, bool(env_settings.case_sensitive))
+        return init_settings, env_settings, dotenv_settings, file_secret_settings
 
     data_dir: Path = Field(
         Path("data"), description="Where runtime state lives (database, blobs, keys, models, indexes)."
