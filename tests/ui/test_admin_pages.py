@@ -126,7 +126,7 @@ def test_admin_cannot_lock_out_the_last_admin(kb):
         users.set_disabled(kb, session_user("admin"), "admin", True)
     users.create_user(kb, session_user("admin"), "root2", "admin", "second-admin-pw")
     users.set_role(kb, session_user("admin"), "root2", "staff")  # fine: another admin remains
-    assert {u.name: u.role for u in users.users(kb)}["root2"] == "staff"
+    assert {u.name: u.role for u in users.users(kb, session_user("admin"))}["root2"] == "staff"
     assert records(kb, "user.role")[0].details == {"role": "staff", "was": "admin"}
 
 
@@ -134,9 +134,9 @@ def test_grants_page_grants_and_revokes(kb):
     admin = session_user("admin")
     users.create_collection(kb, admin, "board", "Board minutes")
     users.grant(kb, admin, "board", user="audrey")
-    assert {c.name: c.grants for c in users.collections(kb)}["board"] == ["user:audrey(r)"]
+    assert {c.name: c.grants for c in users.collections(kb, session_user("admin"))}["board"] == ["user:audrey(r)"]
     assert users.revoke(kb, admin, "board", user="audrey") == 1
-    assert {c.name: c.grants for c in users.collections(kb)}["board"] == []
+    assert {c.name: c.grants for c in users.collections(kb, session_user("admin"))}["board"] == []
     at = app(user="admin").run()
     at.switch_page("views/users.py").run()
     assert "board" in list(at.dataframe[1].value["collection"])
@@ -152,7 +152,6 @@ def _ask_record(kb, question: str, answer: str) -> int:
 
 
 def test_query_log_lists_filters_and_opens_a_record_with_a_verified_chain(kb):
-    assert auditing.available()
     _ask_record(kb, "Who appoints trustees?", "The United States Trustee [1].")
     seq = _ask_record(kb, "When are permits renewed? <script>x()</script>", "Every March [1](javascript:y).")
     at = app(user="audrey").run()
@@ -173,7 +172,7 @@ def test_query_log_lists_filters_and_opens_a_record_with_a_verified_chain(kb):
 
 def test_query_log_export_is_csv_of_the_filtered_records(kb):
     _ask_record(kb, "=cmd|' /C calc'!A0", "answer")
-    data, n = auditing.export_csv(kb, ("audrey", "auditor"), kind="query")
+    data, n = auditing.export_csv(kb, session_user("audrey"), kind="query")
     text = data.decode("utf-8-sig")
     assert n == 1
     assert text.splitlines()[0].startswith("seq,")
