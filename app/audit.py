@@ -1,6 +1,7 @@
-"""Tamper-evident audit log: every question and admin action appends one hash-chained record.
+"""Tamper-evident audit log, the chain: every question and admin action appends one hash-chained record.
 
-``hash = SHA-256(prev_hash || canonical record bytes)``. Sensitive text (questions, answers,
+``hash = SHA-256(prev_hash || canonical record bytes)``, the bytes being the record's
+:data:`HASHED_FIELDS` (:func:`canonical_bytes`). Sensitive text (questions, answers,
 reasons) is sealed with a monthly data key; the hash covers the ciphertext, so the chain verifies
 without keys. Appends are serialized (an advisory lock on PostgreSQL, the write lock on SQLite)
 and ``seq`` is unique, so concurrent writers can never fork the chain.
@@ -24,66 +25,79 @@ change the log on PostgreSQL, let another role own the schema and grant the app 
     GRANT USAGE ON SEQUENCE audit_log_id_seq TO kb_app;
     -- kb_app can no longer UPDATE, DELETE or TRUNCATE the log, nor ALTER/disable its triggers;
     -- run `kb audit purge` with KB_DATABASE__URL naming kb_owner.
+
+This module is the kernel's part: hashing, appending, opening a sealed payload, verifying and
+purging. Reading the log (filters, views, export, and who may see which records) is
+``app.services.auditing``.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol
 
-from sqlalchemy import Select, delete, func, select, text
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
 from app.db import lock_until_commit
-from app.errors import KbError, NotFound, PermissionDenied
+from app.errors import KbError
 from app.keys import Vault
 from app.models import AuditRecord, DataKey
 
 GENESIS = "0" * 64
 _PG_LOCK_KEY = 0x6B62_6175  # "kbau"
 KINDS = ("query", "admin", "anchor")
-READ_ALL_ROLES = frozenset({"admin", "auditor"})
-OWN_ONLY_ROLES = frozenset({"staff"})
 PURGE_SETTING = "kb.audit_purge"  # the PostgreSQL trigger lets a purge delete only with this set
 
-
-class RecordLike(Protocol):
-    """What hashing needs: an ORM row, a Core row of audit_log, or a copy of either."""
-
-    seq: int
-    kind: str
-    action: str
-    created_at: datetime
-    actor: str | None
-    actor_role: str | None
-    client: str | None
-    target: str | None
-    outcome: str
-    details: dict
-    dek_id: str | None
-    payload_sealed: bytes | None
+# The one list of what a record's hash covers (besides prev_hash, which prefixes the bytes). Every
+# column of audit_log is here except id, prev_hash and hash; tests/app/test_audit.py checks that.
+HASHED_FIELDS = ("seq", "kind", "action", "created_at", "actor", "actor_role", "client", "target", "outcome",
+                 "details", "dek_id", "payload_sealed")
+CHAIN_FIELDS = (*HASHED_FIELDS, "prev_hash", "hash")  # what verify reads of each record
 
 
-def canonical_bytes(r: RecordLike) -> bytes:
-    created = r.created_at if r.created_at.tzinfo else r.created_at.replace(tzinfo=UTC)
-    body = {
-        "seq": r.seq, "kind": r.kind, "action": r.action,
-        "created_at": created.astimezone(UTC).isoformat(timespec="microseconds"),
-        "actor": r.actor, "actor_role": r.actor_role, "client": r.client, "target": r.target,
-        "outcome": r.outcome, "details": r.details, "dek_id": r.dek_id,
-        "payload_sealed": r.payload_sealed.hex() if r.payload_sealed else None,
-    }
+def utc(value: datetime | None) -> datetime | None:
+    """An aware UTC datetime; naive values (SQLite hands them back) are taken as UTC."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+# How a field is written into the canonical bytes, where that is not the value itself. Changing any
+# of this changes every hash: existing chains would no longer verify.
+_CANONICAL: dict[str, Callable[[Any], Any]] = {
+    "created_at": lambda v: utc(v).isoformat(timespec="microseconds"),
+    "payload_sealed": lambda v: v.hex() if v else None,
+}
+
+
+def canonical_bytes(r: Any) -> bytes:
+    """The bytes a record's hash covers: its HASHED_FIELDS as sorted compact JSON.
+
+    `r` is anything with those attributes: an ORM row, a Core row of audit_log, or a copy of either."""
+    body = {f: _CANONICAL.get(f, _as_is)(getattr(r, f)) for f in HASHED_FIELDS}
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
 
 
-def chain_hash(prev_hash: str, r: RecordLike) -> str:
+def chain_hash(prev_hash: str, r: Any) -> str:
     return hashlib.sha256(prev_hash.encode() + canonical_bytes(r)).hexdigest()
+
+
+class SealedRecord(Protocol):
+    """What opening a record's sealed part needs (its seq and key id are bound as associated data)."""
+
+    seq: int
+    dek_id: str | None
+    payload_sealed: bytes | None
 
 
 @dataclass
@@ -91,6 +105,7 @@ class Actor:
     name: str | None
     role: str | None
     client: str  # cli | ui | api | worker
+    key_id: int | None = None  # the API key that acted (client api); recorded in details as api_key_id
 
 
 # --- writing -----------------------------------------------------------------------------------
@@ -124,12 +139,19 @@ def _append(session: Session, vault: Vault, *, kind: str, action: str, actor: Ac
     rec = AuditRecord(
         seq=seq, kind=kind, action=action, created_at=datetime.now(UTC), actor=actor.name,
         actor_role=actor.role, client=actor.client, target=None if target is None else target[:255],
-        outcome=outcome, details=details or {}, dek_id=dek_id, payload_sealed=payload, prev_hash=prev,
+        outcome=outcome, details=_with_key(details, actor), dek_id=dek_id, payload_sealed=payload, prev_hash=prev,
     )
     rec.hash = chain_hash(prev, rec)
     session.add(rec)
     session.flush()
     return rec
+
+
+def _with_key(details: dict[str, Any] | None, actor: Actor) -> dict[str, Any]:
+    details = dict(details or {})
+    if actor.key_id is not None:
+        details["api_key_id"] = actor.key_id
+    return details
 
 
 def audit_key(session: Session, vault: Vault) -> tuple[str, bytes]:
@@ -143,145 +165,11 @@ def audit_key(session: Session, vault: Vault) -> tuple[str, bytes]:
     return vault.new_data_key_named(session, marker)
 
 
-def open_payload(session: Session, vault: Vault, rec: RecordLike) -> dict[str, Any]:
+def open_payload(session: Session, vault: Vault, rec: SealedRecord) -> dict[str, Any]:
     if rec.payload_sealed is None or rec.dek_id is None:
         return {}
     dek = vault.data_key(session, rec.dek_id)
     return json.loads(vault.open_text(dek, rec.payload_sealed, "audit_log", rec.seq, rec.dek_id))
-
-
-# --- reading -----------------------------------------------------------------------------------
-@dataclass
-class AuditView:
-    """One record as an auditor reads it (sealed fields opened)."""
-
-    seq: int
-    created_at: datetime
-    kind: str
-    action: str
-    actor: str | None
-    actor_role: str | None
-    client: str | None
-    target: str | None
-    outcome: str
-    details: dict[str, Any]
-    question: str | None
-    answer: str | None
-    reason: str | None
-    hash: str
-    prev_hash: str = ""
-    payload_error: str | None = None  # set when the sealed part could not be opened
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _visible_actor(viewer: tuple[str, str] | None) -> str | None:
-    """None: the viewer may read every record; a name: only that actor's records."""
-    if viewer is None:  # trusted callers: the CLI run by an operator who holds the key file
-        return None
-    name, role = viewer
-    if role in READ_ALL_ROLES:
-        return None
-    if role in OWN_ONLY_ROLES:
-        return name
-    raise PermissionDenied(f"The role {role!r} may not read the audit log. Ask an admin or an auditor.")
-
-
-def _filtered(actor: str | None, since: datetime | None, until: datetime | None,
-              kind: str | Iterable[str] | None, own: str | None) -> Select:
-    stmt = select(AuditRecord.__table__)
-    c = AuditRecord.__table__.c
-    if actor is not None:
-        stmt = stmt.where(c.actor == actor)
-    if own is not None:
-        stmt = stmt.where(c.actor == own)
-    if since is not None:
-        stmt = stmt.where(c.created_at >= _utc(since))
-    if until is not None:
-        stmt = stmt.where(c.created_at < _utc(until))
-    if kind is not None:
-        kinds = [kind] if isinstance(kind, str) else list(kind)
-        stmt = stmt.where(c.kind.in_(kinds))
-    return stmt
-
-
-def _view(session: Session, vault: Vault, row: RecordLike) -> AuditView:
-    payload: dict[str, Any] = {}
-    error = None
-    try:
-        payload = open_payload(session, vault, row)
-    except KbError as exc:  # tampered or moved ciphertext, or a purged key: show the rest
-        error = str(exc)
-    reason = payload.get("refusal_reason") or payload.get("error") or payload.get("reason")
-    return AuditView(
-        seq=row.seq, created_at=_utc(row.created_at), kind=row.kind, action=row.action, actor=row.actor,
-        actor_role=row.actor_role, client=row.client, target=row.target, outcome=row.outcome,
-        details=dict(row.details or {}), question=payload.get("question"), answer=payload.get("answer"),
-        reason=reason, hash=row.hash, prev_hash=row.prev_hash, payload_error=error,
-    )
-
-
-def _matches(v: AuditView, needle: str) -> bool:
-    return any(needle in (s or "").casefold() for s in (v.question, v.answer, v.target, v.reason))
-
-
-def iter_views(session: Session, vault: Vault, *, actor: str | None = None, since: datetime | None = None,
-               until: datetime | None = None, contains: str | None = None, kind: str | Iterable[str] | None = None,
-               viewer: tuple[str, str] | None = None, newest_first: bool = False,
-               batch: int = 1000) -> Iterator[AuditView]:
-    """Stream matching records, opening them in batches (keyset pages, so memory stays flat)."""
-    own = _visible_actor(viewer)
-    base = _filtered(actor, since, until, kind, own)
-    seq_col = AuditRecord.__table__.c.seq
-    needle = contains.casefold() if contains else None
-    after: int | None = None
-    while True:
-        stmt = base
-        if after is not None:
-            stmt = stmt.where(seq_col < after if newest_first else seq_col > after)
-        rows = session.execute(stmt.order_by(seq_col.desc() if newest_first else seq_col).limit(batch)).all()
-        for row in rows:
-            v = _view(session, vault, row)
-            if needle is None or _matches(v, needle):
-                yield v
-        if len(rows) < batch:
-            return
-        after = rows[-1].seq
-
-
-def query(session: Session, vault: Vault, *, actor: str | None = None, since: datetime | None = None,
-          until: datetime | None = None, contains: str | None = None, kind: str | Iterable[str] | None = None,
-          limit: int = 200, offset: int = 0, viewer: tuple[str, str] | None = None) -> list[AuditView]:
-    """Matching records, newest first. `since` <= created_at < `until`; `contains` is a case-insensitive
-    search of the opened question, answer, reason and target. Staff viewers see only their own records."""
-    limit, offset = max(0, limit), max(0, offset)
-    if contains:
-        out: list[AuditView] = []
-        for i, v in enumerate(iter_views(session, vault, actor=actor, since=since, until=until, contains=contains,
-                                         kind=kind, viewer=viewer, newest_first=True)):
-            if i >= offset + limit:
-                break
-            if i >= offset:
-                out.append(v)
-        return out
-    stmt = _filtered(actor, since, until, kind, _visible_actor(viewer))
-    seq_col = AuditRecord.__table__.c.seq
-    rows = session.execute(stmt.order_by(seq_col.desc()).limit(limit).offset(offset)).all()
-    return [_view(session, vault, row) for row in rows]
-
-
-def get(session: Session, vault: Vault, seq: int, viewer: tuple[str, str] | None = None) -> AuditView:
-    own = _visible_actor(viewer)
-    row = session.execute(select(AuditRecord.__table__).where(AuditRecord.__table__.c.seq == seq)).first()
-    if row is None:
-        raise NotFound(f"No audit record with seq {seq}. `kb audit list` shows the recent ones.")
-    if own is not None and row.actor != own:
-        raise PermissionDenied(f"Audit record {seq} belongs to another user; staff may only read their own.")
-    return _view(session, vault, row)
 
 
 # --- verification ------------------------------------------------------------------------------
@@ -298,28 +186,15 @@ class VerifyReport:
     records_per_s: float = 0.0
 
 
-@dataclass
 class _Copy:
-    """A detached, editable copy of a record, for trying what a changed field would hash to."""
+    """A detached copy of a record's CHAIN_FIELDS, with `changes` applied: for trying what a record
+    would hash to at another position."""
 
-    seq: int
-    kind: str
-    action: str
-    created_at: datetime
-    actor: str | None
-    actor_role: str | None
-    client: str | None
-    target: str | None
-    outcome: str
-    details: dict
-    dek_id: str | None
-    payload_sealed: bytes | None
-    prev_hash: str
-    hash: str
+    __slots__ = CHAIN_FIELDS
 
-    @classmethod
-    def of(cls, row: Any) -> _Copy:
-        return cls(**{f: getattr(row, f) for f in cls.__dataclass_fields__})
+    def __init__(self, row: Any, **changes: Any) -> None:
+        for f in CHAIN_FIELDS:
+            setattr(self, f, changes[f] if f in changes else getattr(row, f))
 
 
 def _self_ok(row: Any) -> bool:
@@ -345,11 +220,11 @@ def verify(session: Session, *, batch: int = 5000, expect_head: tuple[int, str] 
             checked += 1
             intact = _self_ok(row)
             if first is None:
-                first = _Copy.of(row)
+                first = _Copy(row)
                 if not intact:
                     failure = (None, first)
             elif failure is None and (row.seq != prev.seq + 1 or row.prev_hash != prev.hash or not intact):
-                failure = (prev, _Copy.of(row))
+                failure = (prev, _Copy(row))
             if intact and row.kind == "anchor":  # keep walking after a failure: anchors decide the start
                 d = row.details or {}
                 if isinstance(d.get("purged_through_seq"), int) and isinstance(d.get("purged_through_hash"), str):
@@ -436,48 +311,9 @@ def _original_seq(session: Session, row: _Copy, window: int = 1000) -> int | Non
         candidates += [succ - 1, succ]
     candidates += [s for d in range(1, window + 1) for s in (row.seq - d, row.seq + d) if s >= 1]
     for s in candidates:
-        if chain_hash(row.prev_hash, replace(row, seq=s)) == row.hash:
+        if chain_hash(row.prev_hash, _Copy(row, seq=s)) == row.hash:
             return s
     return None
-
-
-# --- export ------------------------------------------------------------------------------------
-EXPORT_COLUMNS = ["seq", "created_at", "kind", "action", "actor", "actor_role", "client", "target", "outcome",
-                  "question", "answer", "reason", "details", "prev_hash", "hash"]
-
-
-def _csv_cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return value.isoformat()
-    s = json.dumps(value, ensure_ascii=False, sort_keys=True) if isinstance(value, dict | list) else str(value)
-    # A question is user input: never let a spreadsheet run it as a formula.
-    return "'" + s if s[:1] in ("=", "+", "-", "@", "\t", "\r") else s
-
-
-def export(session: Session, vault: Vault, fmt: str, out: TextIO, **filters: Any) -> int:
-    """Write matching records, oldest first, as CSV or JSON lines; returns how many were written.
-    `filters` are those of :func:`query` (actor, since, until, contains, kind, viewer) without paging."""
-    if fmt not in ("csv", "jsonl"):
-        raise KbError(f"Unknown export format {fmt!r}: use csv or jsonl.")
-    allowed = {"actor", "since", "until", "contains", "kind", "viewer"}
-    unknown = set(filters) - allowed
-    if unknown:
-        raise KbError(f"Unknown export filter(s): {', '.join(sorted(unknown))}.")
-    writer = csv.writer(out) if fmt == "csv" else None
-    if writer is not None:
-        writer.writerow(EXPORT_COLUMNS)
-    n = 0
-    for v in iter_views(session, vault, newest_first=False, **filters):
-        d = asdict(v)
-        if writer is not None:
-            writer.writerow([_csv_cell(d[c]) for c in EXPORT_COLUMNS])
-        else:
-            d["created_at"] = v.created_at.isoformat()
-            out.write(json.dumps({c: d[c] for c in EXPORT_COLUMNS}, ensure_ascii=False) + "\n")
-        n += 1
-    return n
 
 
 # --- retention ---------------------------------------------------------------------------------
@@ -499,7 +335,7 @@ def purge(session: Session, vault: Vault, before: datetime, actor: Actor, retent
     destroy the evidence). Always appends a record: an anchor naming the last purged seq and hash
     (or, when nothing is old enough, a plain admin record saying so).
     """
-    before = _utc(before)
+    before = utc(before)
     assert before is not None
     latest_allowed = datetime.now(UTC) - timedelta(days=retention_days)
     if before > latest_allowed:

@@ -1,8 +1,8 @@
 """kb audit list / show / export / verify / purge.
 
-The CLI reads the whole log: whoever runs it holds the database login and the key file, which is
-operator (admin) access already. Staff and auditors read the log through the UI, which passes the
-signed-in user as `viewer`.
+Each command calls app.services.auditing as the operator (`ctx.caller`, an admin): whoever runs the
+CLI holds the database login and the key file, which is admin access already. Staff and auditors
+read the log through the UI, as the signed-in user.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import Any
 
 import click
 
-from app import audit
-from app.cli import Ctx, cli_actor, emit_json, emit_table, pass_ctx
+from app.cli import Ctx, emit_json, emit_table, pass_ctx
 from app.errors import KbError
+from app.services import auditing
 
 _RELATIVE = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -51,7 +51,7 @@ def filter_options(f):
         click.option("--since", help="From this time on: 2026-01-31, 2026-01-31T08:00 (UTC) or an age (7d, 12h)."),
         click.option("--until", help="Before this time (a bare date includes that whole day)."),
         click.option("--contains", help="Case-insensitive text in the question, answer, reason or target."),
-        click.option("--kind", type=click.Choice(audit.KINDS), help="Only questions, admin events or anchors."),
+        click.option("--kind", type=click.Choice(auditing.KINDS), help="Only questions, admin events or anchors."),
     ]):
         f = opt(f)
     return f
@@ -63,7 +63,7 @@ def _filters(user: str | None, since: str | None, until: str | None, contains: s
             "contains": contains, "kind": kind}
 
 
-def _summary(v: audit.AuditView) -> str:
+def _summary(v: auditing.AuditView) -> str:
     text = v.question if v.question is not None else (v.target or "")
     text = " ".join(text.split())
     return text if len(text) <= 60 else text[:57] + "..."
@@ -82,9 +82,8 @@ def audit_group() -> None:
 @pass_ctx
 def audit_list(ctx: Ctx, user, since, until, contains, kind, limit: int, offset: int, as_json: bool) -> None:
     """List audit records, newest first."""
-    c = ctx.container
-    with c.sessions() as s:
-        rows = audit.query(s, c.vault, limit=limit, offset=offset, **_filters(user, since, until, contains, kind))
+    rows = auditing.query(ctx.container, ctx.caller, limit=limit, offset=offset,
+                          **_filters(user, since, until, contains, kind))
     if as_json:
         emit_json(rows)
         return
@@ -100,9 +99,7 @@ def audit_list(ctx: Ctx, user, since, until, contains, kind, limit: int, offset:
 @pass_ctx
 def audit_show(ctx: Ctx, seq: int, as_json: bool) -> None:
     """Show one record in full: question, answer, retrieved chunks, timings, hashes."""
-    c = ctx.container
-    with c.sessions() as s:
-        v = audit.get(s, c.vault, seq)
+    v = auditing.get(ctx.container, ctx.caller, seq)
     if as_json:
         emit_json(v)
         return
@@ -116,26 +113,21 @@ def audit_show(ctx: Ctx, seq: int, as_json: bool) -> None:
 
 
 @audit_group.command("export")
-@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), required=True, help="Output format.")
+@click.option("--format", "fmt", type=click.Choice(auditing.EXPORT_FORMATS), required=True, help="Output format.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
               help="Write to this file (created readable by you only) instead of stdout.")
 @filter_options
 @pass_ctx
 def audit_export(ctx: Ctx, fmt: str, output: Path | None, user, since, until, contains, kind) -> None:
     """Export matching records, oldest first, with questions and answers opened. The export itself is logged."""
-    c = ctx.container
+    c = ctx.container  # a bad setting stops kb before the file is created
     filters = _filters(user, since, until, contains, kind)
-    with c.sessions.begin() as s:
-        if output is None:
-            n = audit.export(s, c.vault, fmt, sys.stdout, **filters)
-        else:
-            fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-                n = audit.export(s, c.vault, fmt, f, **filters)
-        audit.append(s, c.vault, kind="admin", action="audit.export", actor=cli_actor(), target=fmt,
-                     details={"records": n, **{k: (v.isoformat() if isinstance(v, datetime) else v)
-                                               for k, v in filters.items() if v is not None and k != "contains"},
-                              "contains_filter": bool(contains)})
+    if output is None:
+        n = auditing.export(c, ctx.caller, fmt, sys.stdout, **filters)
+    else:
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            n = auditing.export(c, ctx.caller, fmt, f, **filters)
     if output is not None:
         click.echo(f"exported {n} record(s) to {output}", err=True)
 
@@ -157,8 +149,7 @@ def audit_verify(ctx: Ctx, expect_head: str | None, as_json: bool) -> None:
         if not seq_text.isdigit() or not re.fullmatch(r"[0-9a-f]{64}", hash_text):
             raise KbError("--expect-head takes SEQ:HASH as printed by `kb audit verify`, e.g. 120:9f86d0...")
         head = (int(seq_text), hash_text)
-    with ctx.container.sessions() as s:
-        report = audit.verify(s, expect_head=head)
+    report = auditing.verify(ctx.container, ctx.caller, expect_head=head)
     if as_json:
         emit_json(report)
     elif report.ok:
@@ -186,14 +177,12 @@ def audit_purge(ctx: Ctx, before: str, yes: bool, as_json: bool) -> None:
     Refused for dates inside the retention period or when the chain does not verify. The purge is
     itself logged as an anchor record that names the last purged record, so verify starts there.
     """
-    c = ctx.container
+    c = ctx.container  # a bad setting stops kb before the question
     when = parse_time(before)
     assert when is not None
-    days = c.settings.audit.retention_days
     if not yes:
         click.confirm(f"Permanently delete audit records created before {when:%Y-%m-%d %H:%M} UTC?", abort=True)
-    with c.sessions.begin() as s:
-        report = audit.purge(s, c.vault, when, cli_actor(), days)
+    report = auditing.purge(c, ctx.caller, when)
     if as_json:
         emit_json(report)
     elif report.purged:

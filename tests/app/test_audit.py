@@ -8,7 +8,7 @@ import io
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import text
@@ -18,12 +18,20 @@ from app import audit, migrate
 from app.audit import Actor
 from app.errors import KbError, NotFound, PermissionDenied
 from app.keys import KeyRing
+from app.models import AuditRecord
+from app.services import auditing
+from app.services.caller import Caller
 from app.services.container import Container
 from tests.conftest import make_settings
 
 ALICE = Actor("alice", "staff", "ui")
 BOB = Actor("bob", "staff", "api")
 ADMIN = Actor("admin", "admin", "cli")
+AUDITOR = Caller("carol", "auditor", "ui")
+
+
+def staff(name: str) -> Caller:
+    return Caller(name, "staff", "ui")
 
 
 def fill(container, n: int = 9) -> None:
@@ -98,17 +106,13 @@ def _changed(field: str, value):
     return value[:-1] + ("x" if value[-1] != "x" else "y")  # same length: fits every column
 
 
-HASHED_FIELDS = ["seq", "kind", "action", "created_at", "actor", "actor_role", "client", "target", "outcome",
-                 "details", "dek_id", "payload_sealed", "prev_hash", "hash"]
-
-
 def test_altering_any_field_of_any_record_is_detected(container):
     fill(container)
     total = verify(container).last_seq
     assert verify(container).ok and total == 10  # init's user.create + 9
     for seq in (1, 5, 7, total):
         before = raw(container, seq)
-        for field in HASHED_FIELDS:
+        for field in audit.CHAIN_FIELDS:
             if field == "dek_id" and before["dek_id"] is None:
                 continue
             if field == "payload_sealed" and before["payload_sealed"] is None:
@@ -133,8 +137,6 @@ def test_recomputing_the_hash_of_an_altered_record_is_still_detected(container):
     fill(container)
     row = raw(container, 4)
     with container.sessions() as s:
-        from app.models import AuditRecord
-
         rec = s.get(AuditRecord, row["id"])
         s.expunge(rec)
     rec.actor = "mallory"
@@ -264,11 +266,11 @@ def test_purge_keeps_the_chain_verifiable(bare, monkeypatch):
     assert rep.keys_dropped == 1  # that month's key: its questions are now unreadable anywhere, backups too
     with bare.sessions() as s:
         assert s.execute(text("SELECT count(*) FROM data_keys WHERE id LIKE 'audit-%'")).scalar() == keys_before - 1
-        with pytest.raises(NotFound):
-            audit.get(s, bare.vault, 3)
-        anchor = audit.get(s, bare.vault, 11)
-        assert anchor.kind == "anchor" and anchor.details["purged_through_seq"] == 5 and anchor.actor == "admin"
-        assert audit.get(s, bare.vault, 7).question == "What is policy 1?"
+    with pytest.raises(NotFound):
+        auditing.get(bare, AUDITOR, 3)
+    anchor = auditing.get(bare, AUDITOR, 11)
+    assert anchor.kind == "anchor" and anchor.details["purged_through_seq"] == 5 and anchor.actor == "admin"
+    assert auditing.get(bare, AUDITOR, 7).question == "What is policy 1?"
     report = verify(bare)
     assert report.ok and report.first_seq == 6 and report.checked == 6
 
@@ -305,37 +307,52 @@ def test_append_refuses_forged_anchors(container):
 
 def test_query_filters_and_roles(container):
     fill(container)
-    v = container.vault
-    with container.sessions() as s:
-        everything = audit.query(s, v, viewer=("carol", "auditor"))
-        assert [r.seq for r in everything] == list(range(10, 0, -1))  # newest first
-        assert audit.query(s, v, viewer=("root", "admin"), limit=3, offset=2)[0].seq == 8
+    c = container
+    everything = auditing.query(c, AUDITOR)
+    assert [r.seq for r in everything] == list(range(10, 0, -1))  # newest first
+    assert auditing.query(c, Caller("root", "admin", "cli"), limit=3, offset=2)[0].seq == 8
 
-        own = audit.query(s, v, viewer=("alice", "staff"))
-        assert own and {r.actor for r in own} == {"alice"}
-        assert audit.query(s, v, actor="bob", viewer=("alice", "staff")) == []  # no peeking at others
+    own = auditing.query(c, staff("alice"))
+    assert own and {r.actor for r in own} == {"alice"}
+    assert auditing.query(c, staff("alice"), actor="bob") == []  # no peeking at others
+    assert auditing.query(c, staff("alice"), contains="policy 0") == []  # bob asked that one
+    with pytest.raises(PermissionDenied):
+        auditing.query(c, Caller("eve", "contractor", "ui"))
+    bobs = auditing.query(c, AUDITOR, actor="bob", kind="query")
+    with pytest.raises(PermissionDenied):
+        auditing.get(c, staff("alice"), bobs[0].seq)
+    assert auditing.get(c, staff("bob"), bobs[0].seq).actor == "bob"
+
+    hit = auditing.query(c, AUDITOR, contains="POLICY 4")  # opened text, case-insensitive
+    assert len(hit) == 1 and hit[0].question == "What is policy 4?" and hit[0].answer.startswith("Policy 4")
+    assert [r.target for r in auditing.query(c, AUDITOR, contains="col7")] == ["col7"]
+    refused = auditing.query(c, AUDITOR, contains="no passages")
+    assert len(refused) == 1 and refused[0].outcome == "refused" and refused[0].reason == "no passages"
+    assert refused[0].details["retrieved"][0]["chunk_id"] == 15
+    assert len(auditing.query(c, AUDITOR, contains="policy", limit=2, offset=1)) == 2
+
+    first, last = everything[-1].created_at, everything[0].created_at
+    assert first.tzinfo is not None
+    assert [r.seq for r in auditing.query(c, AUDITOR, since=last)] == [10]
+    assert 1 not in [r.seq for r in auditing.query(c, AUDITOR, since=first + timedelta(microseconds=1))]
+    assert [r.seq for r in auditing.query(c, AUDITOR, until=first + timedelta(microseconds=1))] == [1]
+    with pytest.raises(NotFound):
+        auditing.get(c, AUDITOR, 999)
+
+
+def test_the_chain_services_check_roles(container):
+    fill(container, 3)
+    for who in (staff("alice"), Caller("eve", "contractor", "ui")):
         with pytest.raises(PermissionDenied):
-            audit.query(s, v, viewer=("eve", "contractor"))
-        bobs = audit.query(s, v, actor="bob", kind="query")
+            auditing.verify(container, who)
         with pytest.raises(PermissionDenied):
-            audit.get(s, v, bobs[0].seq, viewer=("alice", "staff"))
-        assert audit.get(s, v, bobs[0].seq, viewer=("bob", "staff")).actor == "bob"
-
-        hit = audit.query(s, v, contains="POLICY 4")  # opened text, case-insensitive
-        assert len(hit) == 1 and hit[0].question == "What is policy 4?" and hit[0].answer.startswith("Policy 4")
-        assert [r.target for r in audit.query(s, v, contains="col7")] == ["col7"]
-        refused = audit.query(s, v, contains="no passages")
-        assert len(refused) == 1 and refused[0].outcome == "refused" and refused[0].reason == "no passages"
-        assert refused[0].details["retrieved"][0]["chunk_id"] == 15
-        assert len(audit.query(s, v, contains="policy", limit=2, offset=1)) == 2
-
-        first, last = everything[-1].created_at, everything[0].created_at
-        assert first.tzinfo is not None
-        assert [r.seq for r in audit.query(s, v, since=last)] == [10]
-        assert 1 not in [r.seq for r in audit.query(s, v, since=first + timedelta(microseconds=1))]
-        assert [r.seq for r in audit.query(s, v, until=first + timedelta(microseconds=1))] == [1]
-        with pytest.raises(NotFound):
-            audit.get(s, v, 999)
+            auditing.purge(container, who, datetime.now(UTC) - timedelta(days=10_000))
+    with pytest.raises(PermissionDenied):
+        auditing.purge(container, AUDITOR, datetime.now(UTC) - timedelta(days=10_000))
+    with pytest.raises(PermissionDenied):
+        auditing.export(container, Caller("eve", "contractor", "ui"), "csv", io.StringIO())
+    assert auditing.verify(container, AUDITOR).ok and auditing.last_check(container).ok
+    assert verify(container).checked == 4  # refusals change nothing
 
 
 def test_a_moved_payload_is_reported_not_opened(container):
@@ -345,8 +362,7 @@ def test_a_moved_payload_is_reported_not_opened(container):
     with attacker(container) as conn:
         conn.execute(text("UPDATE audit_log SET payload_sealed = :p, dek_id = :d WHERE seq = 3"),
                      {"p": src["payload_sealed"], "d": src["dek_id"]})
-    with container.sessions() as s:
-        view = audit.get(s, container.vault, 3)
+    view = auditing.get(container, AUDITOR, 3)
     assert view.question is None and view.payload_error
 
 
@@ -355,19 +371,69 @@ def test_export_csv_and_jsonl(container):
     with container.sessions.begin() as s:
         audit.append(s, container.vault, kind="query", action="ask", actor=ALICE,
                      sealed={"question": "=HYPERLINK(\"http://x\")", "answer": "no"})
-    with container.sessions() as s:
-        buf = io.StringIO()
-        n = audit.export(s, container.vault, "csv", buf, viewer=("alice", "staff"))
-        rows = list(csv.DictReader(io.StringIO(buf.getvalue())))
-        assert n == len(rows) == 5 and {r["actor"] for r in rows} == {"alice"}
-        assert [int(r["seq"]) for r in rows] == sorted(int(r["seq"]) for r in rows)  # oldest first
-        assert rows[-1]["question"].startswith("'=")  # never a live spreadsheet formula
-        assert json.loads(rows[0]["details"])["retrieved"][0]["chunk_id"] == 11
+    buf = io.StringIO()
+    n = auditing.export(container, staff("alice"), "csv", buf)
+    rows = list(csv.DictReader(io.StringIO(buf.getvalue())))
+    assert n == len(rows) == 5 and {r["actor"] for r in rows} == {"alice"}
+    assert [int(r["seq"]) for r in rows] == sorted(int(r["seq"]) for r in rows)  # oldest first
+    assert rows[-1]["question"].startswith("'=")  # never a live spreadsheet formula
+    assert json.loads(rows[0]["details"])["retrieved"][0]["chunk_id"] == 11
+    logged = auditing.query(container, AUDITOR, limit=1)[0]  # the export is itself logged, as alice
+    assert (logged.action, logged.actor, logged.target, logged.details) == (
+        "audit.export", "alice", "csv", {"records": 5, "contains_filter": False})
 
-        buf = io.StringIO()
-        n = audit.export(s, container.vault, "jsonl", buf, kind="query", contains="policy")
-        lines = [json.loads(line) for line in buf.getvalue().splitlines()]
-        assert n == len(lines) == 5 and all("policy" in r["question"] for r in lines)
-        assert lines[0]["hash"] == raw(container, lines[0]["seq"])["hash"]
-        with pytest.raises(KbError, match="format"):
-            audit.export(s, container.vault, "xml", io.StringIO())
+    buf = io.StringIO()
+    n = auditing.export(container, AUDITOR, "jsonl", buf, kind="query", contains="policy")
+    lines = [json.loads(line) for line in buf.getvalue().splitlines()]
+    assert n == len(lines) == 5 and all("policy" in r["question"] for r in lines)
+    assert lines[0]["hash"] == raw(container, lines[0]["seq"])["hash"]
+    assert list(lines[0]) == auditing.EXPORT_COLUMNS
+    assert auditing.query(container, AUDITOR, limit=1)[0].details == {"records": 5, "kind": "query",
+                                                                       "contains_filter": True}
+    with pytest.raises(KbError, match="format"):
+        auditing.export(container, AUDITOR, "xml", io.StringIO())
+
+
+# --- the hashed fields are declared once -------------------------------------------------------
+NOT_HASHED = {"id", "prev_hash", "hash"}  # prev_hash prefixes the hashed bytes; hash is the result
+
+
+def coverage(columns, hashed) -> tuple[set[str], set[str]]:
+    """(columns the hash does not cover, hashed fields that are no column)."""
+    return set(columns) - NOT_HASHED - set(hashed), set(hashed) - set(columns)
+
+
+def test_hashed_fields_are_every_column_but_id_and_the_links():
+    """A column added to audit_log but not to HASHED_FIELDS could be changed unnoticed; a field in
+    HASHED_FIELDS that is no column breaks every append. Either way: decide, then update both."""
+    columns = [c.name for c in AuditRecord.__table__.columns]
+    assert coverage(columns, audit.HASHED_FIELDS) == (set(), set())
+    assert len(set(audit.HASHED_FIELDS)) == len(audit.HASHED_FIELDS) == 12
+    assert set(audit.CHAIN_FIELDS) == set(columns) - {"id"}  # what verify copies of each record
+
+
+def test_the_coverage_check_sees_a_column_or_a_field_added_alone():
+    columns = [c.name for c in AuditRecord.__table__.columns]
+    assert coverage([*columns, "reviewed_by"], audit.HASHED_FIELDS) == ({"reviewed_by"}, set())
+    assert coverage(columns, (*audit.HASHED_FIELDS, "reviewed_by")) == (set(), {"reviewed_by"})
+
+
+def _golden_records():
+    from types import SimpleNamespace as NS
+
+    a = NS(seq=7, kind="query", action="ask", created_at=datetime(2026, 1, 2, 11, 4, 5, 678901,
+                                                                  tzinfo=timezone(timedelta(hours=8))),
+           actor="alice", actor_role="staff", client="ui", target=None, outcome="ok",
+           details={"retrieved": [{"chunk_id": 11, "score": 0.5}], "note": "差旅"}, dek_id="audit-2026-01-x",
+           payload_sealed=b"\x00\x01\xfe")
+    b = NS(seq=1, kind="admin", action="user.create", created_at=datetime(2025, 12, 31, 23, 59, 59), actor=None,
+           actor_role=None, client="cli", target="bob", outcome="ok", details={}, dek_id=None, payload_sealed=None)
+    return a, b
+
+
+def test_the_hash_format_is_unchanged():
+    """Hashes as the first release computed them: existing chains must keep verifying."""
+    a, b = _golden_records()
+    assert audit.chain_hash("ab" * 32, a) == "989b31427fa4d9fa77165854593d3fbe7392da8bc6e7e5d6b154150448c563c1"
+    assert audit.chain_hash(audit.GENESIS, b) == "86ec5c2557da567acc5fddb6df73a4305787729a139abb049af434e0fedb7cd6"
+    assert set(json.loads(audit.canonical_bytes(a))) == set(audit.HASHED_FIELDS)

@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 
 from app import audit
+from app.services import auditing
+from app.services.caller import Caller
 
 WRITERS = 4
 PER_WRITER = 40
@@ -62,7 +64,8 @@ def test_concurrent_writers_make_one_linear_chain(container, tmp_path):
 
     with container.sessions() as s:
         report = audit.verify(s)
-        records = sorted(audit.iter_views(s, container.vault, kind="query"), key=lambda v: v.seq)
+        records = sorted(auditing.iter_views(container, s, Caller("carol", "auditor", "cli"), kind="query"),
+                         key=lambda v: v.seq)
     assert report.ok, report
     assert report.checked == WRITERS * PER_WRITER + 1 and report.first_seq == 1  # + init's record
     assert report.last_seq == report.checked  # seq 1..N without gaps

@@ -16,14 +16,15 @@ AUTO_VERIFY_S = 600  # verify on page view when the last check is older than thi
 KINDS = {"query": "questions", "": "all events", "admin": "admin and sign-in events"}
 
 
-def chain_status() -> None:
+def chain_status(user: session.SessionUser) -> None:
     c = common.container()
     check = auditing.last_check(c)
     left, right = st.columns([4, 1])
     if right.button("Verify now", icon=":material/verified:", width="stretch") or (
             check is None or time.time() - check.at > AUTO_VERIFY_S):
         with common.user_errors("Verifying the log"), st.spinner("Verifying the hash chain…"):
-            check = auditing.verify(c)
+            auditing.verify(c, user)
+            check = auditing.last_check(c)
     if check is None:
         return
     at = datetime.fromtimestamp(check.at).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
@@ -53,9 +54,9 @@ def filters(user: session.SessionUser) -> dict:
             "kind": kind or None}
 
 
-def detail(viewer: tuple[str, str], seq: int) -> None:
+def detail(user: session.SessionUser, seq: int) -> None:
     c = common.container()
-    v = auditing.entry(c, viewer, seq)
+    v = auditing.get(c, user, seq)
     st.markdown(f"#### Record #{v.seq}")
     st.caption(safe_label(f"{common.fmt_time(v.created_at)} · {v.actor or '—'} ({v.actor_role or '—'}, "
                           f"{v.client or '—'}) · {v.action} · outcome {v.outcome}", 300))
@@ -92,14 +93,10 @@ def detail(viewer: tuple[str, str], seq: int) -> None:
 
 user = common.require(session.QUERY_LOG)
 st.title("Query log")
-if not auditing.available():
-    st.warning(auditing.NOT_AVAILABLE)
-    st.stop()
-viewer = (user.name, user.role)
-chain_status()
+chain_status(user)
 f = filters(user)
 with common.user_errors("Reading the log"):
-    rows = auditing.entries(common.container(), viewer, limit=500, **f)
+    rows = auditing.query(common.container(), user, limit=500, **f)
     if not rows:
         st.info("No records match these filters.")
         st.stop()
@@ -107,11 +104,11 @@ with common.user_errors("Reading the log"):
                    "event": r.action, "outcome": r.outcome, "question": (r.question or r.target or "")[:200]}
                   for r in rows], hide_index=True, width="stretch", height=min(420, 38 + 35 * len(rows)))
     if st.button("Prepare CSV export", icon=":material/table_view:", help="All records matching the filters."):
-        data, n = auditing.export_csv(common.container(), viewer, **f)
+        data, n = auditing.export_csv(common.container(), user, **f)
         st.download_button(f"Download {n} record(s) as CSV", data, "kb-query-log.csv", "text/csv",
                            icon=":material/download:")
     labels = {r.seq: f"#{r.seq} · {common.fmt_time(r.created_at)} · {r.actor or '—'} · "
                      f"{' '.join((r.question or r.action).split())[:80]}" for r in rows}
     seq = st.selectbox("Open a record", list(labels), format_func=labels.get)
     if seq is not None:
-        detail(viewer, seq)
+        detail(user, seq)
