@@ -144,8 +144,15 @@ class RetrievalSettings(BaseModel):
 
 class LlmSettings(BaseModel):
     backend: Literal["llamacpp", "openai"] = Field("llamacpp", description="Generator backend.")
+    model: str | None = Field(
+        None,
+        description="Which model in <data dir>/models to use: a manifest entry's name or file (see `kb "
+        "models list`), e.g. SmolLM2-135M-Instruct-Q4_1. Default: the manifest's default, "
+        "Qwen2.5-Coder-1.5B-Instruct-Q4_K_M once `kb models pull` fetched it, else SmolLM2 "
+        "(`kb models pull --small`). llm.model_path overrides it.",
+    )
     model_path: Path | None = Field(
-        None, description="GGUF file. Default: the model recorded by `kb models pull` in <data dir>/models."
+        None, description="GGUF file (anywhere). Default: llm.model, else the default model in <data dir>/models."
     )
     model_sha256: str | None = Field(
         None, description="Expected sha256 of model_path. Default: the digest recorded in the models manifest."

@@ -14,7 +14,7 @@ from llm.types import Generator
 
 
 def _llamacpp(cfg: LlmSettings, models_dir: Path) -> Generator:
-    path = cfg.model_path or default_model_path(models_dir)
+    path = cfg.model_path or default_model_path(models_dir, cfg.model)
     return LlamaCppGenerator(
         path, sha256=cfg.model_sha256, n_ctx=cfg.n_ctx, n_gpu_layers=cfg.n_gpu_layers, n_threads=cfg.n_threads
     )

