@@ -58,6 +58,10 @@ class IngestSettings(BaseModel):
         "files go faster: 64 ingests SciFact ~12% faster than 16). Lower it to spread a small queue over many workers."
     )
     max_attempts: int = Field(3, description="A job that crashes its worker this often is marked failed.")
+    worker_nice: int = Field(
+        10, description="CPU priority offset (Unix nice) of `kb worker`: embedding yields the cores to answering "
+        "on a shared host; a worker alone on its host runs at full speed anyway. 0 = same priority."
+    )
 
 
 class PiiSettings(BaseModel):

@@ -52,6 +52,20 @@ def _preflight(container) -> None:
             click.echo(f"warning: {exc} Questions will fail until a model is there.", err=True)
 
 
+def _die_with_parent() -> None:
+    """Runs in each child before exec: on Linux it gets SIGTERM when kb serve dies, even by kill -9,
+    so no orphaned UI or worker keeps the port (the next kb serve starts at once)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the parent died before prctl took effect
+            os._exit(1)
+    except (OSError, AttributeError):
+        pass  # not Linux: children still stop with the normal shutdown path
+
+
 def _stop(procs: dict[str, subprocess.Popen]) -> None:
     for p in procs.values():
         if p.poll() is None:
@@ -92,8 +106,10 @@ def serve(ctx: Ctx, port: int | None, host: str | None, no_worker: bool) -> None
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
         if not no_worker:
-            procs["worker"] = subprocess.Popen([sys.executable, "-m", "app", "worker"], env=env)
-        procs["ui"] = subprocess.Popen(streamlit_command(UI_SCRIPT, host, port, ui.max_upload_mb), env=env)
+            procs["worker"] = subprocess.Popen([sys.executable, "-m", "app", "worker"], env=env,
+                                               preexec_fn=_die_with_parent)  # noqa: PLW1509 - no threads yet
+        procs["ui"] = subprocess.Popen(streamlit_command(UI_SCRIPT, host, port, ui.max_upload_mb), env=env,
+                                       preexec_fn=_die_with_parent)
         shown = "localhost" if host in ("0.0.0.0", "127.0.0.1") else host  # noqa: S104 (display only)
         click.echo(f"kb is running at http://{shown}:{port}  (Ctrl-C stops the UI and the worker)")
         while not stopping:
