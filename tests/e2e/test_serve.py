@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from tests.conftest import make_settings
 from tests.e2e.conftest import free_port, wait_healthy
@@ -54,3 +55,41 @@ def test_ctrl_c_stops_ui_and_worker(tmp_path):
     time.sleep(0.5)
     leftover = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()
     assert leftover == [], f"processes left in the group: {leftover}"
+
+
+def test_kill_9_leaves_no_orphans_and_a_restart_works(tmp_path):
+    from app.services.container import Container
+    from app.services.setup import init
+
+    data = tmp_path / "data"
+    c = Container(make_settings(data, f"sqlite:///{data / 'kb.sqlite3'}"))
+    init(c, "admin", "admin-password-1")
+    c.engine.dispose()
+    port = free_port()
+
+    def start() -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port)], env=_env(data),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+    first = start()
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", first)
+        children = subprocess.run(["pgrep", "-P", str(first.pid)], capture_output=True, text=True).stdout.split()
+        assert len(children) == 2, children  # the UI and the worker
+        first.kill()  # SIGKILL: kb serve cannot clean up
+        first.wait(timeout=10)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in children):
+            time.sleep(0.2)
+        alive = [pid for pid in children if os.path.exists(f"/proc/{pid}")
+                 and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"]  # a zombie is gone
+        assert alive == [], f"orphans still running: {alive}"
+        second = start()
+        try:
+            wait_healthy(f"http://127.0.0.1:{port}", second)  # the port is free again at once
+        finally:
+            os.killpg(second.pid, signal.SIGTERM)
+            second.communicate(timeout=40)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
