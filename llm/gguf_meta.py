@@ -18,6 +18,7 @@ _SCALAR = {
 _STRING, _ARRAY = 8, 9
 # Arrays longer than this (token lists, merges) are skipped, not kept: we only need their length.
 _KEEP_ARRAY = 64
+_MAX_FIELD_BYTES = 64 << 20  # no real header string (chat templates included) comes near this
 
 
 class GgufError(KbError):
@@ -87,6 +88,8 @@ class _Reader:
         self.path = path
 
     def read(self, n: int) -> bytes:
+        if n > _MAX_FIELD_BYTES:  # a damaged length field would otherwise ask for gigabytes at once
+            raise GgufError(f"{self.path}: a GGUF header field claims {n} bytes; the file is damaged.")
         data = self.f.read(n)
         if len(data) != n:
             raise GgufError(f"{self.path} is truncated: its GGUF header ends early. Download it again.")
