@@ -174,8 +174,24 @@ class AuditRecord(Base):
     hash: Mapped[str] = mapped_column(String(64), unique=True)
 
 
+class ApiKey(Base):
+    """A user's key for the HTTP API. Only the SHA-256 of the key is stored; ``prefix`` finds the row."""
+
+    __tablename__ = "api_keys"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(120), default="")
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64))
+    created_by: Mapped[str | None] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    user: Mapped[User] = relationship()
+
 
 __all__ = [
-    "AuditRecord", "Base", "Chunk", "Collection", "DataKey", "Document", "Grant", "IndexEvent",
+    "ApiKey", "AuditRecord", "Base", "Chunk", "Collection", "DataKey", "Document", "Grant", "IndexEvent",
     "Job", "KeyVersion", "User", "utcnow",
 ]

@@ -187,6 +187,30 @@ class UiSettings(BaseModel):
     max_upload_mb: float = Field(200, description="Largest single upload.")
 
 
+class ApiSettings(BaseModel):
+    host: str = Field("127.0.0.1", description="Address the HTTP API listens on (`kb api`, `kb serve`).")
+    port: int = Field(8000, description="Port of the HTTP API.")
+    docs: Literal["admin", "off"] = Field(
+        "admin", description="OpenAPI docs at /docs: 'admin' = only for an admin (API key, or user name and password "
+        "when the browser asks), 'off' = not served (production)."
+    )
+    rate_limit_per_minute: int = Field(
+        120, description="Requests one API key may make per minute (a burst of that many, refilled evenly); 0: no limit."
+    )
+    max_pending_answers: int = Field(
+        8, description="Questions being answered or waiting for the generator; one more gets 503 with Retry-After."
+    )
+    retry_after_s: int = Field(5, description="Seconds a 503 (generator queue full) tells the client to wait.")
+    max_request_mb: float = Field(
+        1024, description="Largest request body (a multipart upload of several files); each file is also capped at "
+        "ui.max_upload_mb, as in the web UI. Larger requests get 413."
+    )
+    metrics_loopback: bool = Field(
+        True, description="Serve /metrics without a key to clients on this machine (127.0.0.1, ::1); others need an "
+        "admin key. Turn off when a proxy on this machine forwards outside requests."
+    )
+
+
 class AuditSettings(BaseModel):
     retention_days: int = Field(180, description="Minimum days records are kept before `kb audit purge` may drop them.")
 
@@ -292,6 +316,7 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     llm: LlmSettings = Field(default_factory=LlmSettings)
     ui: UiSettings = Field(default_factory=UiSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
 
     @property

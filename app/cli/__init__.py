@@ -113,7 +113,7 @@ def _register() -> None:
     # Groups that need the heavier pipeline modules register themselves if present.
     import importlib
 
-    for name in ("docs", "query", "models_cmds", "pii_cmds", "eval_cmds", "audit_cmds", "serve"):
+    for name in ("docs", "query", "models_cmds", "pii_cmds", "eval_cmds", "audit_cmds", "serve", "api_cmds"):
         try:
             module = importlib.import_module(f"app.cli.{name}")
         except ModuleNotFoundError as exc:

@@ -29,6 +29,7 @@ class Caller:
     role: str
     client: str  # cli | ui | api
     collection_ids: frozenset[int] | None = None  # readable collections; None: every one (server operator)
+    key_id: int | None = None  # the API key this caller signed in with (client api)
 
 
 def operator(client: str = "cli") -> Caller:
@@ -37,7 +38,7 @@ def operator(client: str = "cli") -> Caller:
 
 
 def actor(who: Principal) -> Actor:
-    return Actor(who.name, who.role, who.client)
+    return Actor(who.name, who.role, who.client, getattr(who, "key_id", None))
 
 
 def require_role(who: Principal, *roles: str) -> None:

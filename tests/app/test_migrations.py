@@ -4,7 +4,7 @@ from app import migrate
 from app.db import make_engine
 
 TABLES = {"users", "collections", "grants", "key_versions", "data_keys", "documents", "chunks", "index_events",
-          "jobs", "audit_log"}
+          "jobs", "audit_log", "api_keys"}
 
 
 def test_upgrade_to_head_and_back_to_base(db_url):
