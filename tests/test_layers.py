@@ -25,6 +25,7 @@ RULES: list[tuple[str, list[Path], tuple[str, ...]]] = [
     ("stages", [p for d in STAGES for p in (ROOT / d).rglob("*.py")], (*CALLERS, *SERVICES)),
     ("services", list((ROOT / "app" / "services").rglob("*.py")), CALLERS),
     ("cli", list((ROOT / "app" / "cli").rglob("*.py")), ("ui", "app.api")),
+    ("api", list((ROOT / "app" / "api").rglob("*.py")), (*HEAVY, "ui", "app.cli", "app.db", "app.models")),
     ("ui", list((ROOT / "ui").rglob("*.py")), (*HEAVY, "app.cli", "app.api", "app.db", "app.models")),
 ]
 
