@@ -9,7 +9,6 @@ beside the standard ones; OpenAI clients keep them (``completion.model_extra["kb
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import logging
 import threading
@@ -32,7 +31,6 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
 MODEL_ID = "kb"
 MAX_MESSAGES = 100
-_TAKES_HISTORY = "history" in inspect.signature(qa.ask).parameters
 
 
 class TextPart(BaseModel):
@@ -70,8 +68,9 @@ class ChatRequest(BaseModel):
 
 
 def _conversation(messages: list[Message]) -> tuple[str, list[dict[str, str]]]:
-    """(question, history): the question is the last message, which must be the user's. System and
-    developer messages are not passed on: kb's grounding rules are its own."""
+    """(question, history): the question is the last message, which must be the user's; the earlier turns
+    are the conversation (qa.ask rewrites a follow-up for retrieval). System and developer messages are
+    not passed on: kb's grounding rules are its own."""
     last = messages[-1]
     if last.role != "user" or not last.text.strip():
         raise ApiError(422, "invalid_request", "The last message must be the user's question (role 'user').")
@@ -96,6 +95,7 @@ def extras(res: qa.AskResult) -> dict[str, Any]:
                       "dense_score": None if p.dense_score is None else round(p.dense_score, 4),
                       "text": p.text} for i, p in enumerate(res.passages)],
         "model": res.model,
+        "condensed_question": res.condensed,  # what was searched for, when a follow-up was rewritten
         "timings": res.timings,
     }
 
@@ -146,15 +146,18 @@ def _start(request: Request, who: Caller, req: ChatRequest) -> _Run:
     question, history = _conversation(req.messages)
     opts = req.kb or KbOptions()
     collections = set(opts.collections) if opts.collections is not None else None
-    kwargs: dict[str, Any] = {"history": history} if _TAKES_HISTORY and history else {}
 
     def events() -> Iterator[qa.Event]:
-        for ev in qa.ask(state.container, who, question, opts.k, collections, **kwargs):
+        for ev in qa.ask(state.container, who, question, opts.k, collections, history=history or None):
             if ev.kind == "done" and ev.result is not None:
                 state.metrics.observe_answer(ev.result)
             yield ev
 
-    state.slots.acquire()  # 503 when full
+    try:
+        state.slots.acquire()  # 503 when full
+    except ApiError:
+        state.metrics.rejected.inc()
+        raise
     state.metrics.pending.set(state.slots.in_use)
 
     def on_end() -> None:
