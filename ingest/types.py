@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -61,12 +61,19 @@ class ParsedDocument:
         return "\n\n".join(s.text for s in self.sections)
 
 
+@runtime_checkable
 class Parser(Protocol):
-    """One format family. Raises IngestError for password-protected, empty or broken input."""
+    """One format family, registered in ``ingest.parsers.PARSERS`` under each of its ``formats``."""
 
-    formats: tuple[str, ...]
+    formats: tuple[str, ...]  # format names (``ingest.detect``); the first names the family in messages
 
-    def parse(self, data: bytes, filename: str) -> ParsedDocument: ...
+    def parse(self, data: bytes, filename: str) -> ParsedDocument:
+        """Text with positions (``Section.page``/``sheet``/``heading``); ``format`` is one of ``formats``.
+
+        Raises IngestError (a terminal status and a reason a user can act on) for password-protected,
+        empty or broken input, never another exception. ``filename`` is a hint only, never a path.
+        """
+        ...
 
 
 @dataclass(frozen=True)
@@ -83,10 +90,20 @@ class ScrubResult:
     entities: list[PiiEntity]
 
 
+@runtime_checkable
 class Scrubber(Protocol):
-    def analyze(self, text: str) -> list[PiiEntity]: ...
+    """Finds personal data and replaces it with typed placeholders before text is chunked."""
 
-    def scrub(self, text: str) -> ScrubResult: ...
+    @property
+    def entities(self) -> tuple[str, ...]: ...  # the PII types it looks for (empty: finds nothing)
+
+    def analyze(self, text: str) -> list[PiiEntity]: ...  # spans in ``text``, types among ``entities``
+
+    def analyze_many(self, texts: Iterable[str]) -> list[list[PiiEntity]]:
+        """The same as ``analyze`` on each text, in order; faster on many texts at once."""
+        ...
+
+    def scrub(self, text: str) -> ScrubResult: ...  # ``text`` with each analyzed span replaced
 
     def scrub_many(self, texts: Iterable[str]) -> list[ScrubResult]:
         """The same as ``scrub`` on each text; faster on many texts at once (NER runs in batches)."""

@@ -8,8 +8,13 @@ from ingest.types import PiiEntity, ScrubResult
 
 
 class PassthroughScrubber:
+    entities: tuple[str, ...] = ()
+
     def analyze(self, text: str) -> list[PiiEntity]:
         return []
+
+    def analyze_many(self, texts: Iterable[str]) -> list[list[PiiEntity]]:
+        return [[] for _ in texts]
 
     def scrub(self, text: str) -> ScrubResult:
         return ScrubResult(text, [])

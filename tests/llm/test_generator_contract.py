@@ -1,4 +1,5 @@
-"""The Generator contract, run by every implementation (rule 7 of the design notes)."""
+"""Both generator backends run the Generator contract (rule 7 of the design notes): llama.cpp with the
+real small model (SmolLM2-135M), the OpenAI-compatible client against a local echo server."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import pytest
 from llm.llamacpp import LlamaCppGenerator
 from llm.models import ModelInfo
 from llm.openai_compat import OpenAICompatGenerator
-from llm.types import ChatMessage, Generator
+from llm.registry import GENERATORS
+from llm.types import Generator
+from tests.contracts.generator import GeneratorContract
 
 
 @pytest.fixture(scope="module")
@@ -43,29 +46,23 @@ def echo_server() -> Iterator[str]:
     httpd.server_close()
 
 
-@pytest.fixture(params=["llamacpp", "openai"])
-def generator(request: pytest.FixtureRequest, echo_server: str) -> Generator:
-    if request.param == "llamacpp":
-        smollm2: ModelInfo = request.getfixturevalue("smollm2")
-        return LlamaCppGenerator(smollm2.path, sha256=smollm2.sha256, n_ctx=2048)
-    return OpenAICompatGenerator(echo_server, "echo", context_window=2048)
-
-
-MESSAGES = [ChatMessage("system", "Repeat the user."), ChatMessage("user", "one two three four five six")]
-
-
 @pytest.mark.slow
-def test_generator_contract(generator: Generator) -> None:
-    assert isinstance(generator.model_name, str) and generator.model_name
-    assert generator.model_sha256 is None or len(generator.model_sha256) == 64
-    assert generator.context_window == 2048
-    short, long = generator.count_tokens("one two"), generator.count_tokens("one two three four five six")
-    assert 0 < short < long
-    deltas = list(generator.stream(MESSAGES, max_tokens=4, temperature=0.0))
-    assert deltas and all(isinstance(d, str) for d in deltas)
-    assert generator.count_tokens("".join(deltas)) <= 4 + 2
-    # A stream can be abandoned half-way and the generator still works afterwards.
-    it = generator.stream(MESSAGES, max_tokens=8, temperature=0.0)
-    next(it)
-    it.close()
-    assert "".join(generator.stream(MESSAGES, max_tokens=4, temperature=0.0))
+class TestLlamaCppGenerator(GeneratorContract):
+    @pytest.fixture
+    def generator(self, smollm2: ModelInfo) -> Generator:
+        return LlamaCppGenerator(smollm2.path, sha256=smollm2.sha256, n_ctx=self.context_window)
+
+    def test_verified_digest(self, generator: Generator, smollm2: ModelInfo) -> None:
+        generator.count_tokens("load")
+        assert generator.model_sha256 == smollm2.sha256
+
+
+class TestOpenAICompatGenerator(GeneratorContract):
+    @pytest.fixture
+    def generator(self, echo_server: str) -> Generator:
+        return OpenAICompatGenerator(echo_server, "echo", context_window=self.context_window)
+
+
+def test_every_backend_runs_the_contract() -> None:
+    covered = {"llamacpp": TestLlamaCppGenerator, "openai": TestOpenAICompatGenerator}
+    assert set(GENERATORS) == set(covered)
