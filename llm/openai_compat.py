@@ -36,6 +36,7 @@ class OpenAICompatGenerator:
     """``Generator`` that streams from ``<base_url>/chat/completions``."""
 
     model_sha256: str | None = None  # the weights live on the server; we cannot vouch for them
+    think_prefilled: bool = False  # reasoning the server returns apart arrives wrapped in <think>...</think>
 
     def __init__(
         self,
