@@ -12,8 +12,11 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
+import shutil
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +36,7 @@ from retrieval.types import SearchHit
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 SNAPSHOT_EVERY_S = 120.0
+SNAPSHOT_KEEP_S = 600.0  # old snapshot generations are removed after this long
 
 
 @dataclass
@@ -119,7 +123,7 @@ class SearchIndex:
             self._allowed.clear()
             self._loaded = True
             self._dirty = True
-            self.save_snapshot()
+            self.save_snapshot(force=True)
             return len(collection_of)
 
     def _open_rows(self, s: Session, rows: list[Chunk]) -> tuple[np.ndarray, list[str], np.ndarray]:
@@ -164,59 +168,136 @@ class SearchIndex:
             return len(events)
 
     # --- snapshots (sealed) --------------------------------------------------------------------
+    # Several replicas may share one data dir. Each snapshot goes to its own generation folder
+    # (index/g-<random>/, never written twice), and manifest.json, replaced atomically, names the
+    # generation, its key and its watermark. A reader opens the generation the manifest named; a writer
+    # never touches a generation another wrote, and one whose watermark is behind the manifest's leaves
+    # it alone. Old generations are removed after SNAPSHOT_KEEP_S (long past any reader still opening them).
     @property
     def _dir(self) -> Path:
         return self.c.settings.index_dir
 
-    def _snapshot_key(self, create: bool) -> tuple[str, bytes] | None:
-        manifest = self._dir / MANIFEST
-        with self.c.sessions() as s:
-            if manifest.exists():
-                dek_id = json.loads(manifest.read_text())["dek_id"]
+    def _read_manifest(self) -> dict | None:
+        try:
+            return json.loads((self._dir / MANIFEST).read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            log.warning("index snapshot manifest unreadable; it will be rewritten")
+            return None
+
+    def _snapshot_key(self, manifest: dict | None, create: bool) -> tuple[str, bytes] | None:
+        if manifest is not None and manifest.get("dek_id"):
+            with self.c.sessions() as s:
                 try:
-                    return dek_id, self.c.vault.data_key(s, dek_id)
+                    return manifest["dek_id"], self.c.vault.data_key(s, manifest["dek_id"])
                 except Exception:
                     log.warning("index snapshot key is gone; snapshot will be rebuilt")
-            if not create:
-                return None
+        if not create:
+            return None
         with self.c.sessions.begin() as s:
             return self.c.vault.new_data_key_named(s, "index-")
 
-    def save_snapshot(self) -> None:
+    def save_snapshot(self, force: bool = False) -> None:
+        """Seal the indexes to a new generation. Unless ``force`` (a rebuild), skipped when the manifest
+        already names a snapshot at this watermark or later."""
         if not self._dirty or self._dense is None:
             return
         self._dir.mkdir(parents=True, exist_ok=True)
-        dek_id, dek = self._snapshot_key(create=True)
+        current = self._read_manifest()
+        newer = current is not None and current.get("format") == 2 and \
+            int(current.get("watermark", -1)) >= self._watermark and (self._dir / current["generation"]).is_dir()
+        if newer and not force:
+            self._last_snapshot, self._dirty = time.monotonic(), False  # another replica saved as much or more
+            return
+        dek_id, dek = self._snapshot_key(current, create=True)
         cipher = self.c.vault.cipher_for(dek)
+        generation = f"g-{uuid.uuid4().hex}"
+        gen_dir = self._dir / generation
+        gen_dir.mkdir()
         meta = {"watermark": self._watermark,
                 "chunks": [[k, v] for k, v in self._collection_of.items()],
                 "embedder": self.c.settings.retrieval.embedder_model, "tokenizer": self.c.settings.retrieval.tokenizer}
         for name, data in (("dense", self._dense.to_bytes()), ("bm25", self._bm25.to_bytes()),
                            ("meta", json.dumps(meta).encode())):
-            crypto.seal_bytes_to_file(cipher, dek, data, self._dir / f"{name}.kbf", crypto.aad_of("index", name))
-        (self._dir / MANIFEST).write_text(json.dumps({"dek_id": dek_id, "format": 1}))
+            crypto.seal_bytes_to_file(cipher, dek, data, gen_dir / f"{name}.kbf",
+                                      crypto.aad_of("index", generation, name))
+        body = json.dumps({"format": 2, "dek_id": dek_id, "generation": generation, "watermark": self._watermark})
+        tmp = self._dir / f".{MANIFEST}.{uuid.uuid4().hex}.tmp"
+        tmp.write_text(body)
+        os.replace(tmp, self._dir / MANIFEST)  # readers see the old snapshot or this one, never a mix
         self._last_snapshot, self._dirty = time.monotonic(), False
+        self._prune(keep=generation)
+
+    def _prune(self, keep: str) -> None:
+        """Remove generations (and stray temporary files) older than SNAPSHOT_KEEP_S, except ``keep``
+        and whatever the manifest names now."""
+        now = time.time()
+        named = (self._read_manifest() or {}).get("generation")
+        for p in self._dir.iterdir():
+            if p.name in (keep, named, MANIFEST) or not (p.name.startswith(("g-", ".manifest.json.")) or
+                                                        p.suffix == ".kbf"):
+                continue
+            try:
+                if now - p.stat().st_mtime > SNAPSHOT_KEEP_S:
+                    shutil.rmtree(p) if p.is_dir() else p.unlink()
+            except OSError:  # another replica pruned it first
+                pass
+
+    def load_snapshot(self) -> bool:
+        """Load the latest sealed snapshot (no rebuild when there is none or it is unreadable)."""
+        with self._lock:
+            ok = self._load_snapshot()
+            self._loaded = self._loaded or ok
+            return ok
+
+    def chunk_ids(self) -> set[int]:
+        """Every chunk id the index holds."""
+        self._ensure()
+        with self._lock:
+            return set(self._collection_of)
+
+    def snapshot_info(self) -> dict | None:
+        """What manifest.json says of the latest snapshot (format, generation, watermark), or None."""
+        return self._read_manifest()
 
     def _load_snapshot(self) -> bool:
-        key = self._snapshot_key(create=False)
-        if key is None:
-            return False
-        _, dek = key
+        for attempt in range(3):  # a generation pruned between reading the manifest and opening it: read again
+            manifest = self._read_manifest()
+            if manifest is None:
+                return False
+            key = self._snapshot_key(manifest, create=False)
+            if key is None:
+                return False
+            if self._load_generation(manifest, key[1], last_try=attempt == 2):
+                return True
+        return False
+
+    def _load_generation(self, manifest: dict, dek: bytes, last_try: bool) -> bool:
+        generation = manifest.get("generation")
+        folder = self._dir / generation if generation else self._dir  # format 1: files beside the manifest
+
+        def aad(name: str) -> bytes:
+            return crypto.aad_of("index", generation, name) if generation else crypto.aad_of("index", name)
+
         try:
-            meta = json.loads(crypto.open_file(dek, self._dir / "meta.kbf", crypto.aad_of("index", "meta")))
+            meta = json.loads(crypto.open_file(dek, folder / "meta.kbf", aad("meta")))
             r = self.c.settings.retrieval
             if meta.get("embedder") != r.embedder_model or meta.get("tokenizer") != r.tokenizer:
                 log.info("index snapshot was built with other settings; rebuilding")
                 return False
             from retrieval.dense import FaissIndex
 
-            self._dense = FaissIndex.from_bytes(crypto.open_file(dek, self._dir / "dense.kbf",
-                                                                 crypto.aad_of("index", "dense")), use_gpu=r.use_gpu)
-            self._bm25 = BM25Index.from_bytes(crypto.open_file(dek, self._dir / "bm25.kbf",
-                                                               crypto.aad_of("index", "bm25")))
+            dense = FaissIndex.from_bytes(crypto.open_file(dek, folder / "dense.kbf", aad("dense")), use_gpu=r.use_gpu)
+            bm25 = BM25Index.from_bytes(crypto.open_file(dek, folder / "bm25.kbf", aad("bm25")))
+        except FileNotFoundError:
+            if last_try:
+                log.warning("index snapshot files are missing; rebuilding from the database")
+            return False
         except Exception:
             log.warning("index snapshot unreadable; rebuilding from the database", exc_info=True)
             return False
+        self._dense, self._bm25 = dense, bm25
         self._collection_of = {int(k): int(v) for k, v in meta["chunks"]}
         self._allowed.clear()
         self._watermark = int(meta["watermark"])
