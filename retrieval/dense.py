@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import threading
+import zipfile
 from collections.abc import Collection, Iterable
 from typing import Literal
 
@@ -320,7 +321,7 @@ class FaissIndex:
                 raw = z["index"]
                 tombstones = z["tombstones"]
             index = faiss.deserialize_index(raw)
-        except (ValueError, KeyError, OSError, RuntimeError) as exc:
+        except (ValueError, KeyError, OSError, RuntimeError, EOFError, zipfile.BadZipFile) as exc:
             raise KbError(
                 f"The vector index file is unreadable ({exc}). Rebuild it with `kb index rebuild`."
             ) from exc
