@@ -102,7 +102,7 @@ class HybridSearcher:
             out.bm25_scores = dict(out.bm25)
         if self.mode == "hybrid" and self.fill_missing_scores:
             missing_dense = [i for i in out.bm25_scores if i not in out.dense_scores]
-            if missing_dense and hasattr(self.dense, "score"):
+            if missing_dense:
                 out.dense_scores.update(self.dense.score(qvec, missing_dense))  # type: ignore[union-attr]
             missing_bm25 = [i for i in out.dense_scores if i not in out.bm25_scores]
             if missing_bm25:

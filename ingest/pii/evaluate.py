@@ -121,9 +121,8 @@ def evaluate(scrubber: Scrubber, path: str | Path, fmt: Literal["presidio", "clu
     else:
         raise KbError(f"Unknown evaluation format {fmt!r}: use 'presidio' or 'cluener'.")
     texts = [s.text for s in samples]
-    analyze_many = getattr(scrubber, "analyze_many", None)
-    preds = analyze_many(texts) if analyze_many else [scrubber.analyze(t) for t in texts]
-    claimed = list(getattr(scrubber, "entities", ()))
+    preds = scrubber.analyze_many(texts)
+    claimed = list(scrubber.entities)
     if fmt == "cluener":
         claimed = [t for t in claimed if t in ("PERSON", "ADDRESS")]
     result = score_samples(samples, preds, claimed)

@@ -17,9 +17,8 @@ _BATCH = 64
 def scan_texts(scrubber: Scrubber, texts: Iterable[str]) -> Iterator[dict]:
     """One dict per text: ``entities`` (type/start/end/score) and the ``redacted`` text."""
     it = iter(texts)
-    analyze_many = getattr(scrubber, "analyze_many", None)
     while batch := list(islice(it, _BATCH)):
-        found = analyze_many(batch) if analyze_many else [scrubber.analyze(t) for t in batch]
+        found = scrubber.analyze_many(batch)
         for text, entities in zip(batch, found, strict=True):
             from ingest.pii.redact import redact
 
