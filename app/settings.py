@@ -58,6 +58,20 @@ class IngestSettings(BaseModel):
         "files go faster: 64 ingests SciFact ~12% faster than 16). Lower it to spread a small queue over many workers."
     )
     max_attempts: int = Field(3, description="A job that crashes its worker this often is marked failed.")
+    ocr_enabled: bool = Field(
+        True, description="Read scanned PDF pages (no text layer) and images with OCR (RapidOCR PP-OCRv4, offline)."
+    )
+    ocr_dpi: int = Field(200, ge=72, le=600, description="Resolution PDF pages are rendered at for OCR.")
+    ocr_max_pages: int = Field(
+        500, ge=1, description="Most pages OCR reads in one document; later pages are left out and the reason says so."
+    )
+    ocr_max_seconds: float = Field(
+        1800, gt=0, description="Most OCR seconds for one document; pages after that are left out and the reason says so."
+    )
+    max_image_pixels: int = Field(
+        60_000_000, ge=1_000_000, description="An image (or a PDF page rendered for OCR) over this many pixels is "
+        "refused as too_large (decompression bomb guard); an A4 page at 600 dpi is 35 MP."
+    )
     worker_nice: int = Field(
         10, description="CPU priority offset (Unix nice) of `kb worker`: embedding yields the cores to answering "
         "on a shared host; a worker alone on its host runs at full speed anyway. 0 = same priority."

@@ -67,6 +67,9 @@ def detect_format(data: bytes, filename: str) -> str | None:
             return _ZIP_FAMILY_EXTENSIONS.get(ext, "zip")
     if data.startswith(OLE2_MAGIC):
         return _classify_ole(data)
+    image = detect_image(data)
+    if image:
+        return image
     stripped = data.lstrip(b"\xef\xbb\xbf \t\r\n")
     if stripped.startswith(b"{\\rtf"):
         return "rtf"
@@ -80,6 +83,25 @@ def detect_format(data: bytes, filename: str) -> str | None:
     if _HTML_START.match(text) or (ext not in _TEXT_EXTENSIONS and _HTML_ANYWHERE.search(text[:2048])):
         return "html"
     return _TEXT_EXTENSIONS.get(ext, "txt")
+
+
+def detect_image(data: bytes) -> str | None:
+    """Raster image formats kb reads with OCR, by their signatures."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if data.startswith((b"II*\x00", b"MM\x00*")):
+        return "tiff"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    # BMP: "BM", then a DIB header whose size field is one of the few that exist
+    if data.startswith(b"BM") and len(data) >= 18 and int.from_bytes(data[14:18], "little") in _BMP_DIB_SIZES:
+        return "bmp"
+    return None
+
+
+_BMP_DIB_SIZES = {12, 40, 52, 56, 64, 108, 124}
 
 
 def classify_zip(zf: zipfile.ZipFile) -> str:

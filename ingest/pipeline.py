@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +23,7 @@ from app.db import lock_until_commit
 from app.models import Chunk, Document, IndexEvent
 from ingest import queue
 from ingest.chunking import chunk_sections
+from ingest.options import ParseOptions
 from ingest.parsers import parse
 from ingest.types import DocStatus, IngestContext, IngestError, ParsedDocument, Section
 
@@ -60,6 +62,7 @@ class Prepared:
     content_hmac: str
     pii_found: int
     chunks: list
+    note: str | None = None  # the status reason of an indexed document (what OCR read)
 
 
 @dataclass
@@ -75,15 +78,18 @@ InFlight = dict[tuple[int, str], tuple[str, int]]  # (collection, content HMAC) 
 
 
 def prepare_batch(container: IngestContext, claims: list[queue.Claim], times: StageTimes,
-                  in_flight: InFlight) -> Batch:
+                  in_flight: InFlight, passwords: Mapping[int, str] | None = None) -> Batch:
     """Parse, scrub and chunk each claimed document; files that cannot be indexed are settled here.
     Scrubbing runs once over the whole batch (spaCy is much faster on many texts at once).
     ``in_flight`` holds the texts of documents prepared but not yet written (this batch and the one
-    being embedded), so a duplicate is caught even before its twin is in the database."""
+    being embedded), so a duplicate is caught even before its twin is in the database.
+    ``passwords`` (document id -> password) open encrypted files; only an in-process retry passes them."""
     batch = Batch(claims, [], {})
     loaded: list[Loaded] = []
     for claim in claims:
-        item = _guard(container, claim, lambda claim=claim: load(container, claim, times, in_flight))
+        password = (passwords or {}).get(claim.document_id)
+        item = _guard(container, claim, lambda claim=claim, password=password: load(container, claim, times,
+                                                                                      in_flight, password))
         if isinstance(item, Loaded):
             loaded.append(item)
         else:
@@ -154,7 +160,8 @@ class Loaded:
     content_hmac: str
 
 
-def load(container: IngestContext, claim: queue.Claim, times: StageTimes, in_flight: InFlight) -> Loaded | None:
+def load(container: IngestContext, claim: queue.Claim, times: StageTimes, in_flight: InFlight,
+         password: str | None = None) -> Loaded | None:
     """Open the sealed original, parse it and check for duplicates. Raises IngestError for files that
     cannot be indexed; None if the document was deleted while queued."""
     c = container
@@ -172,7 +179,7 @@ def load(container: IngestContext, claim: queue.Claim, times: StageTimes, in_fli
         source, doc_id, collection_id, blob_name = doc.source, claim.document_id, doc.collection_id, doc.blob_name
     t = time.perf_counter()
     data = blobs.load(c.settings.blobs_dir, dek, doc_id, blob_name or "")
-    parsed = parse(data, source)
+    parsed = parse(data, source, ParseOptions.from_settings(c.settings.ingest, password))
     times.add("parse", t)
     content_hmac = c.vault.content_hmac(parsed.text)
     with c.sessions() as s:
@@ -233,7 +240,7 @@ def chunk(container: IngestContext, item: Loaded, scrubbed: Scrubbed, times: Sta
     times.add("chunk", t)
     times.characters += sum(len(x.text) for x in sections)
     return Prepared(item.claim, item.doc_id, item.collection_id, item.source, item.dek, item.parsed.title,
-                    item.parsed.format, item.content_hmac, pii_found, chunks)
+                    item.parsed.format, item.content_hmac, pii_found, chunks, item.parsed.metadata.get("ocr"))
 
 
 def write(c: IngestContext, prep: Prepared, vectors: np.ndarray | None, times: StageTimes) -> DocStatus:
@@ -260,7 +267,7 @@ def write(c: IngestContext, prep: Prepared, vectors: np.ndarray | None, times: S
         # One multi-row INSERT ... RETURNING (bulk, not one ORM object per chunk).
         ids = list(s.scalars(insert(Chunk).returning(Chunk.id, sort_by_parameter_order=True), rows))
         s.execute(insert(IndexEvent).values(op="add", document_id=doc_id, chunk_ids=ids))
-        _finish(c, s, prep.claim, doc_id, DocStatus.indexed, None, title_sealed=title, format=prep.format,
+        _finish(c, s, prep.claim, doc_id, DocStatus.indexed, prep.note, title_sealed=title, format=prep.format,
                 content_hmac=prep.content_hmac, n_chunks=len(ids), pii_found=prep.pii_found)
         s.commit()
     times.documents += 1

@@ -8,9 +8,11 @@ from __future__ import annotations
 from pathlib import PurePath
 
 from ingest.detect import detect_format
+from ingest.options import ParseOptions, using
 from ingest.parsers.base import guard
 from ingest.parsers.delimited import CsvParser
 from ingest.parsers.epub import EpubParser
+from ingest.parsers.image import ImageParser
 from ingest.parsers.legacy_office import DocParser, EncryptedOfficeParser, PptParser
 from ingest.parsers.mail import EmlParser, MsgParser
 from ingest.parsers.opendocument import OdtParser
@@ -26,7 +28,7 @@ from ingest.types import DocStatus, IngestError, ParsedDocument, Parser
 _ALL: list[Parser] = [
     PdfParser(), DocxParser(), XlsxParser(), XlsParser(), CsvParser(), PptxParser(), DocParser(), PptParser(),
     EncryptedOfficeParser(), HtmlParser(), EmlParser(), MsgParser(), OdtParser(), RtfParser(), EpubParser(),
-    MarkdownParser(), TextParser(),
+    MarkdownParser(), TextParser(), ImageParser(),
 ]  # fmt: skip
 
 PARSERS: dict[str, Parser] = {fmt: parser for parser in _ALL for fmt in parser.formats}
@@ -39,13 +41,15 @@ _NOT_PARSED = {
 }
 
 
-def parse(data: bytes, filename: str) -> ParsedDocument:
+def parse(data: bytes, filename: str, options: ParseOptions | None = None) -> ParsedDocument:
     """Detect the format from the bytes (the name only breaks ties) and run its parser.
 
-    Raises IngestError with a terminal status (empty, needs_password, unsupported, failed, too_large);
-    no other exception escapes.
+    ``options`` (OCR limits, a password for this one parse) hold for the call; without them the
+    options of an enclosing call, or the defaults. Raises IngestError with a terminal status (empty,
+    needs_password, unsupported, failed, too_large); no other exception escapes.
     """
-    return parse_with(None, data, filename)
+    with using(options):
+        return parse_with(None, data, filename)
 
 
 def parse_with(parser: Parser | None, data: bytes, filename: str) -> ParsedDocument:

@@ -5,15 +5,21 @@ pure-Python readers give up on, extracts text several times faster than pdfminer
 AES/RC4 files opened with an empty user password, and is Apache-2.0/BSD licensed. PyMuPDF would be
 as good but is AGPL, which a private on-premises product cannot ship.
 
-No OCR here: a PDF without a text layer is reported as empty so an admin knows to OCR it.
+Pages without a text layer that hold an image (scans) are rendered at ``ingest.ocr_dpi`` and read
+with OCR (ingest.ocr); pages with text are never rendered, so text PDFs cost what they did. A password
+given for this one parse (``ingest.options``) opens an encrypted file.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 
+from ingest.options import current
 from ingest.parsers.base import finish, guard
 from ingest.types import DocStatus, IngestError, ParsedDocument, Section
+
+MIN_TEXT_CHARS = 10  # a page with fewer non-blank characters than this counts as having no text layer
 
 # PDFium keeps global state and is not thread-safe; parsers may run in a thread pool.
 _PDFIUM_LOCK = threading.Lock()
@@ -28,38 +34,89 @@ class PdfParser:
         import pypdfium2 as pdfium
 
         with guard("pdf"), _PDFIUM_LOCK:
+            opts = current()
             try:
-                doc = pdfium.PdfDocument(data)
+                doc = pdfium.PdfDocument(data, password=opts.password)
             except pdfium.PdfiumError as exc:
                 code = getattr(exc, "err_code", None)
                 if code in (_ERR_PASSWORD, _ERR_SECURITY):
+                    if opts.password is not None:
+                        raise IngestError(DocStatus.needs_password,
+                                          "PDF is password-protected and the password given does not open it: "
+                                          "retry with the right password") from None
                     raise IngestError(
                         DocStatus.needs_password,
-                        "PDF is password-protected: remove the password (print to PDF or save without "
-                        "encryption) and upload it again",
+                        "PDF is password-protected: retry it with its password (kb docs retry ID "
+                        "--password-stdin, or the password field on the Documents page)",
                     ) from exc
                 raise IngestError(
                     DocStatus.failed, f"PDF is damaged and cannot be opened ({exc}); re-export or repair it"
                 ) from exc
             try:
-                sections = []
+                sections, scans = [], []
                 for number in range(len(doc)):
                     page = doc[number]
                     textpage = page.get_textpage()
                     try:
                         text = textpage.get_text_bounded()
+                        if len("".join(text.split())) < MIN_TEXT_CHARS and _has_image(page):
+                            scans.append(number)
                     finally:
                         textpage.close()
                         page.close()
                     sections.append(Section(text=text, page=number + 1))
                 meta = {k: v for k, v in doc.get_metadata_dict().items() if v and k in ("Author", "Title")}
                 metadata = {"pages": str(len(doc)), **{k.lower(): v for k, v in meta.items()}}
-            finally:
+                n_pages = len(doc)
+            except BaseException:
                 doc.close()
-        return finish(
-            sections,
-            "pdf",
-            title=meta.get("Title"),
-            metadata=metadata,
-            empty_reason="no text layer: scanned/image-only PDF, needs OCR",
-        )
+                raise
+        try:
+            if scans and opts.ocr:
+                return _with_ocr(doc, sections, scans, n_pages, meta, metadata, opts)
+        finally:
+            with _PDFIUM_LOCK:
+                doc.close()
+        reason = "no text layer: scanned/image-only PDF" + ("; OCR is off (ingest.ocr_enabled)" if scans else "")
+        return finish(sections, "pdf", title=meta.get("Title"), metadata=metadata, empty_reason=reason)
+
+
+def _has_image(page) -> bool:
+    import pypdfium2.raw as pdfium_c
+
+    return next(iter(page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=2)), None) is not None
+
+
+def _render(doc, number: int, opts):
+    """Page ``number`` as a PIL image at ``ocr_dpi``, scaled down to stay under ``max_image_pixels``."""
+    with _PDFIUM_LOCK:
+        page = doc[number]
+        try:
+            w, h = page.get_size()  # points (1/72 inch)
+            scale = opts.ocr_dpi / 72
+            if w * h * scale * scale > opts.max_image_pixels:
+                scale = (opts.max_image_pixels / (w * h)) ** 0.5
+            return page.render(scale=scale, grayscale=True).to_pil()
+        finally:
+            page.close()
+
+
+def _with_ocr(doc, sections, scans, n_pages, meta, metadata, opts) -> ParsedDocument:
+    """Read the pages without a text layer with OCR, within the page and time limits."""
+    from ingest import ocr
+    from ingest.parsers.image import finish_ocr
+
+    started, read, stopped = time.monotonic(), 0, ""
+    with guard("pdf"):
+        for number in scans:
+            if read >= opts.ocr_max_pages:
+                stopped = f"stopped at the {opts.ocr_max_pages}-page OCR limit (ingest.ocr_max_pages)"
+                break
+            if time.monotonic() - started > opts.ocr_max_seconds:
+                stopped = f"stopped at the {opts.ocr_max_seconds:g}-second OCR limit (ingest.ocr_max_seconds)"
+                break
+            sections[number].text = ocr.read(_render(doc, number, opts)).text
+            read += 1
+    text_pages = sum(1 for i, s in enumerate(sections) if i not in set(scans) and s.text.strip())
+    return finish_ocr(sections, "pdf", pages=len(scans), read=read, stopped=stopped, kind="PDF",
+                      text_pages=text_pages, title=meta.get("Title"), metadata={**metadata, "pages": str(n_pages)})

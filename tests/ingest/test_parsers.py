@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from ingest.detect import decode_text, detect_format
+from ingest.options import ParseOptions
 from ingest.parsers import PARSERS, parse
 from ingest.types import DocStatus, IngestError
 
@@ -62,8 +63,6 @@ REFUSED = [
     ("unstructured/password_protected.xlsx", DocStatus.needs_password),  # OLE2 box with EncryptedPackage
     ("unstructured/eml/fake-encrypted.eml", DocStatus.needs_password),  # PGP
     ("unstructured/fake-encrypted.msg", DocStatus.needs_password),
-    ("unstructured/pdf/single_table.pdf", DocStatus.empty),  # image-only scan
-    ("pypdf/encrypted_doc_no_id.pdf", DocStatus.empty),  # opens with the empty password, no text layer
     ("unstructured/empty.xlsx", DocStatus.empty),
     ("unstructured/eml/empty.eml", DocStatus.empty),  # whitespace only
 ]
@@ -87,9 +86,10 @@ def test_refuses_with_status(rel: str, status: DocStatus) -> None:
     assert err.value.reason
 
 
-def test_image_only_pdf_says_ocr() -> None:
+def test_image_only_pdf_says_ocr_when_ocr_is_off() -> None:
     with pytest.raises(IngestError) as err:
-        parse(fixture("unstructured/pdf/single_table.pdf"), "scan.pdf")
+        parse(fixture("unstructured/pdf/single_table.pdf"), "scan.pdf", ParseOptions(ocr=False))
+    assert err.value.status == DocStatus.empty
     assert "OCR" in err.value.reason
 
 

@@ -22,7 +22,7 @@ EXPECTED = {  # file -> status a user must see
     "unstructured/pdf/password.pdf": "needs_password",
     "unstructured/password_protected.xlsx": "needs_password",
     "unstructured/eml/fake-encrypted.eml": "needs_password",
-    "unstructured/pdf/single_table.pdf": "empty",
+    "unstructured/pdf/single_table.pdf": "indexed",  # an image-only scan, read with OCR
     "unstructured/eml/empty.eml": "empty",
     "unstructured/empty.xlsx": "empty",
     "corrupt.pdf": "failed",
