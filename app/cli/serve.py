@@ -84,9 +84,12 @@ def _stop(procs: dict[str, subprocess.Popen]) -> None:
 @click.option("--port", type=int, help="Port of the web UI (default: ui.port, 8501).")
 @click.option("--host", help="Address to listen on (default: ui.host, 127.0.0.1; 0.0.0.0 for every interface).")
 @click.option("--no-worker", is_flag=True, help="Run only the UI (workers run elsewhere, e.g. `kb worker`).")
+@click.option("--api-port", type=int, help="Port of the HTTP API (default: api.port, 8000).")
+@click.option("--no-api", is_flag=True, help="Do not start the HTTP API (`kb api` runs it alone).")
 @pass_ctx
-def serve(ctx: Ctx, port: int | None, host: str | None, no_worker: bool) -> None:
-    """Start the web UI and an ingestion worker; Ctrl-C (or SIGTERM) stops both.
+def serve(ctx: Ctx, port: int | None, host: str | None, no_worker: bool, api_port: int | None,
+          no_api: bool) -> None:
+    """Start the web UI, the HTTP API and an ingestion worker; Ctrl-C (or SIGTERM) stops them all.
 
     Run `kb init` and `kb models pull` first (`make run` does all three).
     """
@@ -110,8 +113,13 @@ def serve(ctx: Ctx, port: int | None, host: str | None, no_worker: bool) -> None
                                                preexec_fn=_die_with_parent)  # noqa: PLW1509 - no threads yet
         procs["ui"] = subprocess.Popen(streamlit_command(UI_SCRIPT, host, port, ui.max_upload_mb), env=env,
                                        preexec_fn=_die_with_parent)
+        if not no_api:
+            api_port = api_port or c.settings.api.port
+            procs["api"] = subprocess.Popen([sys.executable, "-m", "app", "api", "--host", host, "--port",
+                                             str(api_port)], env=env, preexec_fn=_die_with_parent)
         shown = "localhost" if host in ("0.0.0.0", "127.0.0.1") else host  # noqa: S104 (display only)
-        click.echo(f"kb is running at http://{shown}:{port}  (Ctrl-C stops the UI and the worker)")
+        click.echo(f"kb is running at http://{shown}:{port}" + ("" if no_api else
+                   f", its API at http://{shown}:{api_port}/v1") + "  (Ctrl-C stops them)")
         while not stopping:
             dead = [name for name, p in procs.items() if p.poll() is not None]
             if dead:

@@ -65,7 +65,7 @@ def kb_server(tmp_path_factory, smollm2) -> Iterator[dict]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KB_")}
     env.update({"KB_DATA_DIR": str(data), "KB_LLM__MODEL_PATH": str(smollm2.path),
                 "KB_LLM__MODEL_SHA256": smollm2.sha256 or "", "KB_INGEST__POLL_SECONDS": "0.5",
-                "KB_LLM__MAX_TOKENS": "160", "PYTHONUNBUFFERED": "1"})
+                "KB_LLM__MAX_TOKENS": "160", "KB_API__PORT": str(free_port()), "PYTHONUNBUFFERED": "1"})
     log_path = root / "serve.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port)], env=env,

@@ -15,7 +15,7 @@ from tests.e2e.conftest import free_port, wait_healthy
 
 def _env(data) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KB_")}
-    env.update({"KB_DATA_DIR": str(data), "PYTHONUNBUFFERED": "1"})
+    env.update({"KB_DATA_DIR": str(data), "KB_API__PORT": str(free_port()), "PYTHONUNBUFFERED": "1"})
     return env
 
 
@@ -75,7 +75,7 @@ def test_kill_9_leaves_no_orphans_and_a_restart_works(tmp_path):
     try:
         wait_healthy(f"http://127.0.0.1:{port}", first)
         children = subprocess.run(["pgrep", "-P", str(first.pid)], capture_output=True, text=True).stdout.split()
-        assert len(children) == 2, children  # the UI and the worker
+        assert len(children) == 3, children  # the UI, the API and the worker
         first.kill()  # SIGKILL: kb serve cannot clean up
         first.wait(timeout=10)
         deadline = time.monotonic() + 20
