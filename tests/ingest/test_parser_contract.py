@@ -6,6 +6,7 @@ from __future__ import annotations
 from ingest.parsers import PARSERS
 from ingest.parsers.delimited import CsvParser
 from ingest.parsers.epub import EpubParser
+from ingest.parsers.image import ImageParser
 from ingest.parsers.legacy_office import DocParser, EncryptedOfficeParser, PptParser
 from ingest.parsers.mail import EmlParser, MsgParser
 from ingest.parsers.opendocument import OdtParser
@@ -105,6 +106,11 @@ class TestMarkdownParser(ParserContract):
 class TestTextParser(ParserContract):
     parser, fmt, lenient = TextParser(), "txt", True
     sample, phrase = "unstructured/language-docs/eng_spa.txt", "All human beings are born free"
+
+
+class TestImageParser(ParserContract):
+    parser, fmt, positions = ImageParser(), "png", PAGE
+    sample, phrase = "kb/scanned-receipt.png", "Scanned receipt: paid in full."  # read with OCR
 
 
 def test_every_registered_parser_runs_the_contract() -> None:
