@@ -41,3 +41,15 @@ def current_revision(engine: Engine) -> str | None:
 
 def head_revision(engine: Engine) -> str | None:
     return ScriptDirectory.from_config(_config(engine)).get_current_head()
+
+
+def known_revision(revision: str) -> bool:
+    """Whether ``revision`` is one of this kb's migrations (a backup from a newer kb names one it lacks)."""
+    from alembic.util import CommandError
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    try:
+        return ScriptDirectory.from_config(cfg).get_revision(revision) is not None
+    except CommandError:
+        return False

@@ -113,7 +113,8 @@ def _register() -> None:
     # Groups that need the heavier pipeline modules register themselves if present.
     import importlib
 
-    for name in ("docs", "query", "models_cmds", "pii_cmds", "eval_cmds", "audit_cmds", "serve", "api_cmds"):
+    for name in ("docs", "query", "models_cmds", "pii_cmds", "eval_cmds", "audit_cmds", "serve", "api_cmds",
+                 "ops_cmds"):
         try:
             module = importlib.import_module(f"app.cli.{name}")
         except ModuleNotFoundError as exc:
