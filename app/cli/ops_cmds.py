@@ -80,7 +80,7 @@ def backup(ctx: Ctx, dest: Path, passphrase_stdin: bool, as_json: bool) -> None:
 @click.option("--no-rebuild", is_flag=True, help="Skip rebuilding the indexes (the first search does it).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
 @pass_ctx
-def restore(ctx: Ctx, src: Path, passphrase_stdin: bool, no_rebuild: bool, as_json: bool) -> int:
+def restore(ctx: Ctx, src: Path, passphrase_stdin: bool, no_rebuild: bool, as_json: bool) -> None:
     """Restore the backup SRC into an empty data dir and an empty database (KB_DATA_DIR, KB_DATABASE_URL).
 
     Checks the passphrase and every file's sha256 before writing anything, and leaves nothing behind
@@ -108,8 +108,7 @@ def restore(ctx: Ctx, src: Path, passphrase_stdin: bool, no_rebuild: bool, as_js
     if not result.audit_ok:
         click.echo(f"error: the restored audit chain is broken at {result.audit_problem}. The data is restored; "
                    "find out who altered the log before using it (kb audit verify).", err=True)
-        return 1
-    return 0
+        click.get_current_context().exit(1)
 
 
 _MARK = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
@@ -119,7 +118,7 @@ _MARK = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report (for monitoring).")
 @click.option("--quick", is_flag=True, help="Do not hash the model file (a 1 GB model takes a few seconds).")
 @pass_ctx
-def doctor(ctx: Ctx, as_json: bool, quick: bool) -> int:
+def doctor(ctx: Ctx, as_json: bool, quick: bool) -> None:
     """Check this installation and say what to fix; exits 1 when something needs fixing.
 
     Database reachable and at the head revision, master key present and private, data dir, disk space,
@@ -137,7 +136,8 @@ def doctor(ctx: Ctx, as_json: bool, quick: bool) -> int:
             if c.fix and c.status in ("warn", "fail"):
                 click.echo(f"{'':18}fix: {c.fix}")
         click.echo("all good" if report.ok else "something needs fixing (see FAIL above)")
-    return 0 if report.ok else 1
+    if not report.ok:
+        click.get_current_context().exit(1)
 
 
 COMMANDS = [backup, restore, doctor]

@@ -21,9 +21,9 @@ DOCS = {
 MARKER = "Osaka office"  # plaintext that must never appear in a backup
 
 
-def settings_for(data_dir: Path, db_url: str):
+def settings_for(data_dir: Path, db_url: str, **overrides):
     # PII scrubbing is not what these tests are about: off, to spare the shared CPUs the spaCy load
-    return make_settings(data_dir, db_url, pii={"enabled": False})
+    return make_settings(data_dir, db_url, pii={"enabled": False}, **overrides)
 
 
 def populate(container: Container, tmp_path: Path) -> None:
