@@ -161,7 +161,9 @@ class RetrievalSettings(BaseModel):
 
 
 class LlmSettings(BaseModel):
-    backend: Literal["llamacpp", "openai"] = Field("llamacpp", description="Generator backend.")
+    backend: Literal["llamacpp", "openai", "failover"] = Field(
+        "llamacpp", description="Generator backend; 'failover' = the pool in llm.failover_order."
+    )
     model: str | None = Field(
         None,
         description="Which model in <data dir>/models to use: a manifest entry's name or file (see `kb "
@@ -190,6 +192,16 @@ class LlmSettings(BaseModel):
         None, description="Bearer token for the OpenAI-compatible server."
     )
     openai_timeout: float = Field(120.0, description="Seconds to wait for the OpenAI-compatible server.")
+    failover_order: list[Literal["openai", "llamacpp"]] = Field(
+        ["openai", "llamacpp"], description="With backend 'failover': the generators in order of preference (a "
+        "remote OpenAI-compatible pool first, the in-process model as the fallback)."
+    )
+    failover_after: int = Field(3, description="Consecutive failures or timeouts before the pool skips a generator.")
+    failover_check_seconds: float = Field(
+        30.0, description="How often the pool checks its remote generators' health (GET /models); one that "
+        "passes is used again."
+    )
+    failover_probe_timeout: float = Field(5.0, description="Seconds a health check may take.")
 
 
 class UiSettings(BaseModel):

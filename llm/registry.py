@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from app.errors import ConfigError
+from app.errors import ConfigError, KbError
 from app.settings import LlmSettings
 from llm.llamacpp import LlamaCppGenerator
 from llm.models import default_model_path
 from llm.openai_compat import OpenAICompatGenerator
 from llm.types import Generator
+
+log = logging.getLogger(__name__)
 
 
 def _llamacpp(cfg: LlmSettings, models_dir: Path) -> Generator:
@@ -35,9 +38,34 @@ def _openai(cfg: LlmSettings, models_dir: Path) -> Generator:
     )
 
 
+def _failover(cfg: LlmSettings, models_dir: Path) -> Generator:
+    """The generators of llm.failover_order, tried in order (llm/failover.py)."""
+    from llm.failover import FailoverGenerator, Member, http_probe
+
+    if not cfg.failover_order:
+        raise ConfigError("llm.backend is 'failover' but llm.failover_order is empty.")
+    members, problems = [], []
+    for name in dict.fromkeys(cfg.failover_order):  # each backend once, first place wins
+        try:
+            gen = GENERATORS[name](cfg, models_dir)
+        except KbError as exc:  # e.g. no local model pulled: the pool runs with the others
+            log.warning("generator %s left out of the failover pool: %s", name, exc)
+            problems.append(f"{name}: {exc}")
+            continue
+        probe = None
+        if name == "openai":
+            key = cfg.openai_api_key.get_secret_value() if cfg.openai_api_key else None
+            probe = http_probe(cfg.openai_base_url or "", key, cfg.failover_probe_timeout)
+        members.append(Member(name, gen, probe))
+    if not members:
+        raise ConfigError("No generator of llm.failover_order can be built: " + "; ".join(problems))
+    return FailoverGenerator(members, cfg.failover_after, cfg.failover_check_seconds)
+
+
 GENERATORS: dict[str, Callable[[LlmSettings, Path], Generator]] = {
     "llamacpp": _llamacpp,
     "openai": _openai,
+    "failover": _failover,
 }
 
 

@@ -147,6 +147,7 @@ def _generate(container, res: AskResult, s_llm, t0: float) -> Iterator[Event]:
             yield Event(part.channel, part.text, moved=part.moved)
     for part in splitter.close():
         yield Event(part.channel, part.text, moved=part.moved)
+    res.model, res.model_sha256 = gen.model_name, gen.model_sha256  # a failover pool: the one that answered
     end = time.perf_counter()
     if first is not None and res.tokens > 1 and end > first:
         res.timings["tokens_per_s"] = round((res.tokens - 1) / (end - first), 1)
