@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import quote
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -225,7 +226,7 @@ def _snapshot_sqlite(engine: Engine, work: Path, cipher, key: bytes, dst: Path, 
     if not live or live == ":memory:":
         raise ConfigError("kb backup needs a database file; this SQLite database lives in memory.")
     copy = work / "db.sqlite3"
-    src = sqlite3.connect(f"file:{live}?mode=ro", uri=True, timeout=30)
+    src = sqlite3.connect(f"file:{quote(str(Path(live).resolve()))}?mode=ro", uri=True, timeout=30)
     dst_conn = sqlite3.connect(copy)
     try:
         src.backup(dst_conn)  # one step: one read transaction, so one consistent state (writers go on, WAL)
@@ -484,7 +485,7 @@ def _sqlite_path(url: str) -> Path | None:
 def _sqlite_is_empty(path: Path) -> bool:
     if not path.exists() or path.stat().st_size == 0:
         return True
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True)
     try:
         return conn.execute("SELECT count(*) FROM sqlite_master WHERE type IN ('table', 'trigger', 'view')"
                             ).fetchone()[0] == 0

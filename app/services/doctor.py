@@ -115,6 +115,10 @@ def _data_dir(path: Path) -> Check:
 
 
 def _database(container) -> Check:
+    s = container.settings
+    if not s.database.url and not (s.data_dir / "kb.sqlite3").exists():  # do not create it by connecting
+        return Check("", "fail", f"no database at {s.data_dir / 'kb.sqlite3'}",
+                     "Run `kb init` (or set KB_DATABASE_URL).")
     engine = container.engine  # ConfigError: says the database cannot be reached and why
     where = engine.url.render_as_string(hide_password=True)
     current, head = migrate.current_revision(engine), migrate.head_revision(engine)
