@@ -70,6 +70,22 @@ def claim(session: Session, owner: str, lease_seconds: int, limit: int = 1) -> l
     return [Claim(r.id, r.document_id, r.attempts, owner) for r in sorted(rows)]
 
 
+def claim_document(session: Session, document_id: int, owner: str, lease_seconds: int) -> Claim:
+    """Take the job of one document now, in the caller's transaction, whatever state it was left in.
+
+    For an admin's retry that runs in the admin's own process (a password that must not reach the
+    queue); the caller checks first that no worker is processing the document."""
+    t = now()
+    job_id = session.scalar(select(Job.id).where(Job.document_id == document_id))
+    if job_id is None:
+        job_id = session.scalar(insert(Job).values(document_id=document_id, state="queued").returning(Job.id))
+    session.execute(update(Job).where(Job.id == job_id)
+                    .values(state="running", lease_owner=owner, lease_expires_at=t + timedelta(seconds=lease_seconds),
+                            attempts=1, updated_at=t)
+                    .execution_options(synchronize_session=False))
+    return Claim(job_id, document_id, 1, owner)
+
+
 def renew(session: Session, claims: list[Claim], lease_seconds: int) -> list[Claim]:
     """Extend the leases of ``claims`` in one statement; returns the ones another worker has taken over
     (a job we completed meanwhile is ours, not lost). Commits."""

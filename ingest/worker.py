@@ -79,6 +79,19 @@ class LeaseKeeper:
             self._held.clear()
 
 
+def process_now(container: IngestContext, claim: queue.Claim, password: str | None = None) -> DocStatus | None:
+    """Parse, scrub, chunk, embed and write one claimed document here and now, in this process.
+
+    For a retry with a password: the password stays an argument of this call (it opens the file once,
+    in memory) and never reaches the queue, the database or another process. Returns the final status
+    (None if another worker took the job over)."""
+    times = StageTimes()
+    with LeaseKeeper(container) as leases:
+        leases.hold([claim])
+        batch = prepare_batch(container, [claim], times, {}, {claim.document_id: password} if password else None)
+        return write_batch(container, batch, embed_batch(container, batch, times), times)[0]
+
+
 class Worker:
     def __init__(self, container: IngestContext, name: str | None = None):
         self.container = container

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from app.cli import Ctx, emit_json, emit_table, pass_ctx
+from app.cli import Ctx, emit_json, emit_table, pass_ctx, read_secret_stdin
 from app.errors import KbError
 from app.services import documents
 
@@ -189,11 +189,23 @@ def docs_delete(ctx: Ctx, doc_id: int, yes: bool) -> None:
 @docs.command("retry")
 @click.argument("doc_id", type=int, required=False)
 @click.option("--failed", is_flag=True, help="Retry every failed document.")
+@click.option("--password-stdin", is_flag=True,
+              help="Read the file's password from stdin and index it now, here (the password is used once and "
+                   "never stored).")
 @pass_ctx
-def docs_retry(ctx: Ctx, doc_id: int | None, failed: bool) -> None:
+def docs_retry(ctx: Ctx, doc_id: int | None, failed: bool, password_stdin: bool) -> None:
     """Queue a document (or, with --failed, all failed ones) for processing again."""
     if (doc_id is None) == (not failed):
         raise KbError("Give a document id or --failed.")
+    if password_stdin:
+        if doc_id is None:
+            raise KbError("--password-stdin opens one document: give its id.")
+        documents.retry_docs(ctx.container, ctx.caller, [doc_id], password=read_secret_stdin())
+        view = documents.show_doc(ctx.container, ctx.caller, doc_id)
+        click.echo(f"document {doc_id}: {view.status}" + (f" ({view.reason})" if view.reason else ""))
+        if view.status != "indexed":
+            raise SystemExit(1)
+        return
     ids = documents.retry_docs(ctx.container, ctx.caller, None if failed else [doc_id], failed=failed)
     click.echo(f"queued {len(ids)} document(s) again; a worker will pick them up")
 

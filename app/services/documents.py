@@ -265,16 +265,41 @@ def progress(views: list[DocView]) -> tuple[int, int]:
     return sum(v.status in TERMINAL for v in views), len(views)
 
 
-def retry_docs(container, who: Principal, doc_ids: list[int] | None = None, *, failed: bool = False) -> list[int]:
-    """Queue the given documents (or, with ``failed``, every failed one) again; returns their ids."""
+def retry_docs(container, who: Principal, doc_ids: list[int] | None = None, *, failed: bool = False,
+               password: str | None = None) -> list[int]:
+    """Queue the given documents (or, with ``failed``, every failed one) again; returns their ids.
+
+    With ``password`` (an encrypted PDF or Office file) each document is processed right here, in
+    this process, before the call returns: the password opens the file once, in memory, and is
+    never queued, stored, audited or logged (the audit record says only that one was given). A
+    worker in another process could only get it through the database or a side channel, so it
+    does not. The document's status tells how it went (``show_doc``)."""
     require_role(who, "admin")
     if bool(doc_ids) == failed:
         raise KbError("Give document ids or ask for every failed document.")
+    if password is not None:
+        if failed:
+            raise KbError("A password opens the documents it is given for: name them by id.")
+        return [_retry_with_password(container, who, d, password) for d in doc_ids or []]
     with container.sessions.begin() as s:
         ids = retry_failed(s) if failed else [retry(s, d).id for d in doc_ids or []]
         audit.append(s, container.vault, kind="admin", action="docs.retry", target=",".join(map(str, ids))[:255],
                      actor=actor(who), details={"documents": ids})
     return ids
+
+
+def _retry_with_password(container, who: Principal, doc_id: int, password: str) -> int:
+    from ingest.worker import process_now, worker_id
+
+    if not password:
+        raise KbError("The password is empty.")
+    with container.sessions.begin() as s:
+        retry(s, doc_id)  # the checks and clean-up of any retry; then the job is ours, not the queue's
+        claim = queue.claim_document(s, doc_id, f"retry:{worker_id()}", container.settings.ingest.lease_seconds)
+        audit.append(s, container.vault, kind="admin", action="docs.retry", target=str(doc_id), actor=actor(who),
+                     details={"documents": [doc_id], "password_given": True})
+    process_now(container, claim, password)
+    return doc_id
 
 
 def delete_doc(container, who: Principal, doc_id: int) -> DocView:

@@ -96,6 +96,8 @@ def actions(user: session.SessionUser, name: str, status: str, collection: str) 
         picked = st.selectbox("Document", list(options),
                               format_func=lambda i: f"#{i} · {options[i].source} ({options[i].status})")
         doc = options[picked]
+        if doc.status == "needs_password":
+            password_form(c, user, doc)
         left, right = st.columns(2)
         if left.button("Retry", icon=":material/refresh:", disabled=doc.status in PENDING,
                        help="Process the stored original again (after a fix or a new setting)."):
@@ -108,6 +110,22 @@ def actions(user: session.SessionUser, name: str, status: str, collection: str) 
             with common.user_errors("Delete"):
                 documents.delete_doc(c, user, doc.id)
                 common.flash(f"Deleted document #{doc.id} ({safe_label(doc.source)}).")
+                st.rerun()
+
+
+
+def password_form(c, user: session.SessionUser, doc) -> None:
+    """The file's password, used once to open and index it here and now; the form clears on submit and
+    nothing keeps it (documents.retry_docs)."""
+    with st.form(f"password_{doc.id}", clear_on_submit=True):
+        password = st.text_input("Password of this file", type="password",
+                                 help="Opens the file once to index it; never stored or logged.")
+        if st.form_submit_button("Open and index", icon=":material/key:"):
+            with common.user_errors("Retry"), st.spinner("Opening and indexing…"):
+                documents.retry_docs(c, user, [doc.id], password=password)
+                view = documents.show_doc(c, user, doc.id)
+                common.flash(safe_label(f"Document #{doc.id}: {STATUS_LABEL.get(view.status, view.status)}"
+                                        + (f" ({view.reason})" if view.reason else ""), 300))
                 st.rerun()
 
 
