@@ -4,6 +4,10 @@ Text is cut at sentence ends (Latin ``.!?`` and CJK ``。！？；`` plus paragr
 are packed up to ``size`` tokens with ``overlap`` tokens carried into the next chunk, and a chunk
 does not cross a page, sheet or heading once it holds half its budget, so a citation points at one
 place. A sentence longer than the budget is cut at token boundaries.
+
+Markdown tables (``| a | b |`` lines under a ``| --- |`` separator, as the parsers write them) are cut
+at rows, never inside one, and every chunk that holds rows of a table starts them with the table's
+header line, so a question about one cell finds its row and the model sees the column names.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ TokenSpans = Callable[[str], list[tuple[int, int]]]
 # A sentence ends after CJK terminators (no space needed), or after . ! ? followed by white space,
 # or at a blank line.
 _SENTENCE_END = re.compile(r"(?<=[。！？；!?])\s*|(?<=[.!?][\"')\]”’])\s+|(?<=[.!?])\s+|\n\s*\n")
+# A Markdown table: a header row, the separator row, then body rows; each line starts and ends with a pipe.
+_TABLE = re.compile(r"(?m)^(\|[^\n]*\|)[ \t]*\n(\|[ \t:|-]*-[ \t:|-]*\|)[ \t]*(?:\n|$)((?:\|[^\n]*\|[ \t]*(?:\n|$))*)")
 
 
 @dataclass
@@ -37,6 +43,8 @@ class _Unit:
     text: str
     tokens: int
     where: tuple[int | None, str | None, str | None]
+    header: str | None = None  # a table row: its table's header and separator lines
+    header_tokens: int = 0
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:
@@ -52,21 +60,69 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
     return spans
 
 
+def _pieces(text: str) -> Iterable[tuple[int, int, tuple[int, int] | None]]:
+    """(start, end, header span) of each sentence, and of each table row (with its header's span)."""
+    pos = 0
+    for m in _TABLE.finditer(text):
+        for a, b in split_sentences(text[pos:m.start()]):
+            yield pos + a, pos + b, None
+        header = (m.start(1), m.end(2))
+        body_start = m.start(3)
+        rows = [(body_start + r.start(), body_start + r.end()) for r in re.finditer(r"[^\n]+", m.group(3))
+                if r.group().strip()]
+        if not rows:  # a header without rows is text like any other
+            yield m.start(1), m.end(2), None
+        for a, b in rows:
+            yield a, b, header
+        pos = m.end()
+    for a, b in split_sentences(text[pos:]):
+        yield pos + a, pos + b, None
+
+
 def _units(section: Section, token_spans: TokenSpans, size: int) -> Iterable[_Unit]:
     text = section.text
     spans = token_spans(text)
     starts = [s for s, _ in spans]
     where = (section.page, section.sheet, section.heading)
-    for a, b in split_sentences(text):
+
+    def count(a: int, b: int) -> int:
+        return bisect.bisect_left(starts, b) - bisect.bisect_left(starts, a)
+
+    for a, b, head in _pieces(text):
+        header = text[head[0]:head[1]].strip() if head else None
+        header_tokens = min(count(*head), size // 2) if head else 0
+        budget = size - header_tokens
         first, last = bisect.bisect_left(starts, a), bisect.bisect_left(starts, b)
         n = last - first
-        if n <= size:
-            yield _Unit(text[a:b].strip(), max(n, 1), where)
+        if n <= budget:
+            yield _Unit(text[a:b].strip(), max(n, 1), where, header, header_tokens)
             continue
-        for i in range(first, last, size):  # an over-long sentence: cut at token boundaries
-            j = min(i + size, last)
+        for i in range(first, last, budget):  # an over-long sentence or row: cut at token boundaries
+            j = min(i + budget, last)
             piece_end = spans[j - 1][1] if j - 1 < len(spans) else b
-            yield _Unit(text[spans[i][0]:piece_end].strip(), j - i, where)
+            yield _Unit(text[spans[i][0]:piece_end].strip(), j - i, where, header, header_tokens)
+
+
+def _cost(units: list[_Unit]) -> int:
+    """Tokens of the units plus one header per table they hold rows of (the header is repeated)."""
+    headers = {u.header: u.header_tokens for u in units if u.header}
+    return sum(u.tokens for u in units) + sum(headers.values())
+
+
+def _body(units: list[_Unit]) -> str:
+    """Units joined: sentences by a space, table rows by line breaks under their header."""
+    out: list[str] = []
+    prev: _Unit | None = None
+    for u in units:
+        if prev is not None:
+            out.append("\n" if u.header or prev.header else " ")
+        if u.header and (prev is None or prev.header != u.header):
+            if prev is not None and not prev.header:
+                out[-1] = "\n"
+            out.append(u.header + "\n")
+        out.append(u.text)
+        prev = u
+    return "".join(out)
 
 
 def chunk_sections(sections: list[Section], token_spans: TokenSpans, size: int = 200, overlap: int = 30,
@@ -81,10 +137,10 @@ def chunk_sections(sections: list[Section], token_spans: TokenSpans, size: int =
         if not current:
             return []
         page, sheet, heading = current[0].where
-        body = " ".join(u.text for u in current)
+        body = _body(current)
         label = heading or (title if not chunks else None)
         text = f"{label}\n{body}" if label and label not in body[: len(label) + 8] else body
-        chunks.append(ChunkText(len(chunks), text, sum(u.tokens for u in current), page, sheet, heading))
+        chunks.append(ChunkText(len(chunks), text, _cost(current), page, sheet, heading))
         if not keep_overlap or overlap == 0:
             return []
         carried, total = [], 0
@@ -99,11 +155,11 @@ def chunk_sections(sections: list[Section], token_spans: TokenSpans, size: int =
         if not section.text.strip():
             continue
         for unit in _units(section, token_spans, size):
-            used = sum(u.tokens for u in current)
+            used = _cost(current)
             new_place = current and unit.where != current[-1].where
-            if current and (used + unit.tokens > size or (new_place and used >= size // 2)):
+            if current and (_cost([*current, unit]) > size or (new_place and used >= size // 2)):
                 carried = flush(keep_overlap=not new_place)
-                current = carried if carried and sum(u.tokens for u in carried) + unit.tokens <= size else []
+                current = carried if carried and _cost([*carried, unit]) <= size else []
             current.append(unit)
     flush(keep_overlap=False)
     return chunks

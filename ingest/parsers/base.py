@@ -46,6 +46,25 @@ def finish(
     return ParsedDocument(sections=kept, format=fmt, title=title or None, metadata=metadata or {})
 
 
+def markdown_table(rows: list[list[str]]) -> str:
+    """A table as Markdown rows, the first row as its header: ``| a | b |`` / ``| --- | --- |`` / rows.
+
+    Empty cells are kept so every value stays under its column; pipes inside cells are escaped. The
+    chunker (ingest.chunking) repeats the header line in every chunk that holds rows of the table.
+    """
+    cleaned = [[" ".join((c or "").split()).replace("|", "\\|") for c in row] for row in rows]
+    cleaned = [row for row in cleaned if any(cleaned_cell for cleaned_cell in row)]
+    if not cleaned:
+        return ""
+    width = max(len(row) for row in cleaned)
+    cleaned = [row + [""] * (width - len(row)) for row in cleaned]
+
+    def line(row: list[str]) -> str:
+        return "| " + " | ".join(row) + " |"
+
+    return "\n".join([line(cleaned[0]), "| " + " | ".join(["---"] * width) + " |", *map(line, cleaned[1:])])
+
+
 def short(exc: BaseException, limit: int = 160) -> str:
     """A one-line summary of a library exception, for the failure reason an admin reads."""
     message = " ".join(str(exc).split()) or type(exc).__name__

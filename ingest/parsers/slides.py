@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 
-from ingest.parsers.base import finish, guard
+from ingest.parsers.base import finish, guard, markdown_table
 from ingest.types import ParsedDocument, Section
 
 
@@ -18,10 +18,9 @@ def _shape_lines(shapes) -> list[str]:
         if getattr(shape, "shapes", None) is not None and shape.shape_type == 6:  # MSO_SHAPE_TYPE.GROUP
             lines.extend(_shape_lines(shape.shapes))
         elif getattr(shape, "has_table", False) and shape.has_table:
-            for row in shape.table.rows:
-                cells = [" ".join(c.text.split()) for c in row.cells]
-                if any(cells):
-                    lines.append(" | ".join(c for c in cells if c))
+            table = markdown_table([[c.text for c in row.cells] for row in shape.table.rows])
+            if table:
+                lines.extend(["", table, ""])
         elif getattr(shape, "has_text_frame", False) and shape.has_text_frame:
             text = shape.text_frame.text.strip()
             if text:

@@ -11,7 +11,7 @@ import re
 import warnings
 
 from ingest.detect import decode_text
-from ingest.parsers.base import finish, guard
+from ingest.parsers.base import finish, guard, markdown_table
 from ingest.types import ParsedDocument, Section
 
 _DROP = ["script", "style", "noscript", "template", "nav", "svg", "iframe", "object", "head", "button", "select"]
@@ -47,6 +47,7 @@ def html_sections(html: str) -> tuple[str | None, list[Section]]:
     title = title_tag.get_text(" ", strip=True) if title_tag else None
     for tag in soup(_DROP):
         tag.decompose()
+    _tables_to_markdown(soup)
     sections: list[Section] = []
     heading: str | None = None
     parts: list[str] = []
@@ -77,6 +78,28 @@ def html_sections(html: str) -> tuple[str | None, list[Section]]:
         first_h1 = next((s.heading for s in sections if s.heading), None)
         title = first_h1
     return title, sections
+
+
+def _tables_to_markdown(soup) -> None:
+    """Each data table becomes a ``<pre>`` holding its Markdown rows (header first), innermost tables
+    first; a layout table (one row or one column) is left as text. ``colspan`` repeats the value so
+    values stay under their columns."""
+    for table in reversed(soup.find_all("table")):
+        rows = []
+        for tr in table.find_all("tr"):
+            if tr.find_parent("table") is not table:
+                continue
+            cells = []
+            for cell in tr.find_all(["td", "th"], recursive=False):
+                text = cell.get_text(" ", strip=True)
+                span = cell.get("colspan")
+                cells.extend([text] * (int(span) if str(span or "").isdigit() and 0 < int(span) <= 50 else 1))
+            rows.append(cells)
+        if len(rows) < 2 or max((len(r) for r in rows), default=0) < 2:
+            continue
+        pre = soup.new_tag("pre")
+        pre.string = "\n" + markdown_table(rows) + "\n"
+        table.replace_with(pre)
 
 
 class HtmlParser:

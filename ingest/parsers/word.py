@@ -11,7 +11,7 @@ import io
 
 from lxml import etree
 
-from ingest.parsers.base import finish, guard
+from ingest.parsers.base import finish, guard, markdown_table
 from ingest.types import ParsedDocument, Section
 
 _NS = {
@@ -27,17 +27,13 @@ _CELL_PARAS = etree.XPath(".//w:p", namespaces=_NS)
 
 
 def _table_lines(tbl_element) -> list[str]:
-    """Rows as ``a | b | c`` read from the XML: python-docx's cell grid fails on irregular merged tables."""
-    lines = []
+    """The table as Markdown rows (header first) read from the XML: python-docx's cell grid fails on
+    irregular merged tables."""
+    rows = []
     for tr in _ROWS(tbl_element):
-        cells = []
-        for tc in _CELLS(tr):
-            text = " ".join(" ".join("".join(_TEXTS(p)) for p in _CELL_PARAS(tc)).split())
-            if text:
-                cells.append(text)
-        if cells:
-            lines.append(" | ".join(cells))
-    return lines
+        rows.append([" ".join(" ".join("".join(_TEXTS(p)) for p in _CELL_PARAS(tc)).split()) for tc in _CELLS(tr)])
+    table = markdown_table(rows)
+    return ["", table, ""] if table else []
 
 
 def _heading_level(paragraph) -> int | None:
