@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 
 import pytest
 from click.testing import CliRunner
@@ -14,6 +15,7 @@ from app.errors import KbError, PermissionDenied
 from app.models import AuditRecord
 from app.services import documents, users
 from app.services.session import SessionUser
+from app.settings import NON_SETTING_VARIABLES
 
 
 def web_admin(name: str = "admin") -> SessionUser:
@@ -22,7 +24,7 @@ def web_admin(name: str = "admin") -> SessionUser:
 
 @pytest.fixture
 def run_cli(container, monkeypatch):
-    for key in [k for k in __import__("os").environ if k.startswith("KB_") and not k.startswith("KB_TEST_")]:
+    for key in [k for k in os.environ if k.startswith("KB_") and k not in NON_SETTING_VARIABLES]:
         monkeypatch.delenv(key)
     env = {"KB_DATA_DIR": str(container.settings.data_dir), "KB_DATABASE__URL": container.settings.database_url,
            "KB_RETRIEVAL__EMBED_CACHE_DIR": str(container.settings.embedder_cache_dir)}

@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from app.cli import cli
 from app.services import documents
 from app.services.container import Container
+from app.settings import NON_SETTING_VARIABLES
 from ingest import ocr
 from ingest.options import ParseOptions
 from ingest.parsers import parse
@@ -153,7 +154,7 @@ def test_scans_index_and_are_found_by_kb_search(scans, tmp_path, db_url, monkeyp
         assert views["broken.png"].status == DocStatus.failed and views["broken.png"].reason
         assert views["note.txt"].status == DocStatus.indexed and views["note.txt"].reason is None
 
-        for key in [k for k in __import__("os").environ if k.startswith("KB_") and not k.startswith("KB_TEST_")]:
+        for key in [k for k in __import__("os").environ if k.startswith("KB_") and k not in NON_SETTING_VARIABLES]:
             monkeypatch.delenv(key)
         env = {"KB_DATA_DIR": str(c.settings.data_dir), "KB_DATABASE__URL": c.settings.database_url,
                "KB_INGEST__MAX_IMAGE_PIXELS": "4000000", "KB_INGEST__CHUNK_TOKENS": "40",
