@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from app.cli import cli
 from app.services import documents
+from app.settings import NON_SETTING_VARIABLES
 from ingest.options import ParseOptions
 from ingest.parsers import parse
 from ingest.submit import submit_paths
@@ -66,7 +67,7 @@ def test_encrypted_files_index_after_retry_with_password(container, tmp_path, mo
         ids = {Path(v.source).name: v.id for v in documents.list_documents(s)}
         assert {v.status for v in documents.list_documents(s)} == {DocStatus.needs_password}
 
-    for key in [k for k in os.environ if k.startswith("KB_") and not k.startswith("KB_TEST_")]:
+    for key in [k for k in os.environ if k.startswith("KB_") and k not in NON_SETTING_VARIABLES]:
         monkeypatch.delenv(key)
     env = {"KB_DATA_DIR": str(container.settings.data_dir), "KB_DATABASE__URL": container.settings.database_url}
     runner = CliRunner()
