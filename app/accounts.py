@@ -52,9 +52,39 @@ def check_role(role: str) -> str:
     return role
 
 
+# The passwords (and stems) that head every leaked-password list, in English and pinyin; a password that
+# is one of these, or one of these with digits or symbols around it, is refused.
+_COMMON = frozenset("""
+password passw0rd qwerty qwertyuiop asdfgh asdfghjkl zxcvbnm iloveyou admin administrator welcome letmein
+monkey dragon master sunshine princess football baseball superman trustno1 abc123 changeme default secret
+woaini woaiwoziji aini nihao zhongguo china beijing shanghai mima wodemima baobei
+""".split())
+_KEYBOARD_ROWS = ("1234567890", "qwertyuiop", "asdfghjkl", "zxcvbnm", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _trivial(password: str) -> str | None:
+    """Why the password is guessable in seconds, or None."""
+    low = password.lower()
+    if len(set(low)) <= 3:
+        return "it uses too few different characters"
+    stem = low.strip("0123456789!@#$%^&*()_+-=.,?~ ")
+    if stem in _COMMON or low in _COMMON:
+        return "it is one of the most common passwords"
+    for period in range(1, len(low) // 2 + 1):  # "abcabcabcabc", "12121212"
+        if len(low) % period == 0 and low == low[:period] * (len(low) // period):
+            return "it repeats a short pattern"
+    for row in _KEYBOARD_ROWS:  # runs along the keyboard or the alphabet, either way
+        if low in row or low in row[::-1]:
+            return "it is a run of neighbouring keys"
+    return None
+
+
 def check_password_strength(password: str) -> None:
     if len(password) < 10:
         raise KbError("Passwords need at least 10 characters.")
+    why = _trivial(password)
+    if why:
+        raise KbError(f"This password is too easy to guess ({why}); choose a longer, less predictable one.")
 
 
 def get_user(session: Session, name: str) -> User:

@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from retrieval.types import Embedder
 
 offline.enforce()  # no call may leave the machine: no model hub lookups, no usage telemetry
+# Everything kb writes (database, keys, blobs, snapshots, logs) is for the kb account alone, whatever the
+# umask it was started with: password hashes in a 0644 database could be cracked offline by any local user.
+os.umask(0o077)
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no "Loading weights" bars in CLI output
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
@@ -96,7 +99,9 @@ class Container:
 
 def ensure_data_dir(path: Path) -> Path:
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if path.stat().st_mode & 0o077 and path.stat().st_uid == os.getuid():
+            path.chmod(0o700)  # made looser by hand or by an older kb: the data dir is private
         probe = path / ".write-test"
         probe.write_bytes(b"")
         probe.unlink()
