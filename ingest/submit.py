@@ -8,7 +8,7 @@ are recorded with their reason, so nothing an admin dropped in goes unaccounted 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -18,6 +18,7 @@ from app import accounts, blobs
 from app.models import Document
 from ingest import queue
 from ingest.discovery import Candidate, Limits, discover
+from ingest.pii.file_names import display_safe, scrub_file_name
 from ingest.types import DocStatus, IngestContext, IngestError
 
 
@@ -42,8 +43,17 @@ def submit_paths(container: IngestContext, paths: Iterable[Path], collection: st
         yield submit_candidate(container, col_id, cand, uploaded_by)
 
 
+def stored_name(container: IngestContext, source: str) -> str:
+    """The name kept in the database and shown in citations: identifiers scrubbed (when PII scrubbing is
+    on), bidirectional-override characters removed."""
+    if not container.settings.pii.enabled:
+        return display_safe(source)
+    return scrub_file_name(source, container.vault.content_hmac)[0]
+
+
 def submit_candidate(container: IngestContext, collection_id: int, cand: Candidate,
                      uploaded_by: str | None) -> Submitted:
+    cand = replace(cand, source=stored_name(container, cand.source))
     if cand.error is not None:
         return _record_rejected(container, collection_id, cand.source, cand.size, cand.error, uploaded_by)
     try:
