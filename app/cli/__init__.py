@@ -51,13 +51,6 @@ class Ctx:
 pass_ctx = click.make_pass_decorator(Ctx, ensure=True)
 
 
-def cli_actor():
-    """The audit log's name for the CLI's operator (the OS account that ran the command)."""
-    from app.services.caller import actor, operator
-
-    return actor(operator("cli"))
-
-
 def _default(o: Any) -> Any:
     if isinstance(o, datetime | date):
         return o.isoformat()

@@ -5,9 +5,10 @@ from __future__ import annotations
 import click
 
 from app import accounts
-from app.cli import Ctx, cli_actor, emit_json, emit_table, pass_ctx, read_secret_stdin
+from app.cli import Ctx, emit_json, emit_table, pass_ctx, read_secret_stdin
 from app.services import keys as keys_svc
 from app.services import users as users_svc
+from app.services.caller import actor
 
 
 @click.command()
@@ -24,7 +25,7 @@ def init(ctx: Ctx, admin_name: str, admin_password_stdin: bool, as_json: bool) -
     from app.services.setup import init as do_init
 
     password = read_secret_stdin() if admin_password_stdin else None
-    result = do_init(ctx.container, admin_name, password, actor=cli_actor())
+    result = do_init(ctx.container, admin_name, password, actor=actor(ctx.caller))
     if as_json:
         emit_json(result)
         return

