@@ -140,7 +140,9 @@ class RetrievalSettings(BaseModel):
         0.2, description="Dense weight in convex fusion for questions in a language the embedder does not know."
     )
     min_coverage: float = Field(
-        0.5, description="For such questions: share of the question's words the best passage must contain."
+        0.5, description="Relevance gate, word overlap: kb answers when a passage found holds at least this share "
+        "of the question's words (the only test for questions in a language the embedder does not know), or "
+        "passes min_score.",
     )
     convex_alpha: float = Field(
         0.5, description="Weight of the dense score in convex fusion (best measured on SciFact: 0.5-0.6)."
@@ -155,7 +157,9 @@ class RetrievalSettings(BaseModel):
     candidates: int = Field(100, description="Candidates taken from each index before fusion.")
     top_k: int = Field(5, description="Passages given to the model.")
     min_score: float = Field(
-        0.25, description="Below this best dense similarity kb says it has no basis to answer."
+        0.25, description="Relevance gate, similarity: kb answers when a passage found has at least this dense "
+        "similarity to the question, or passes min_coverage; otherwise it says it has no basis to answer. Passing "
+        "questions get the top_k passages as ranked; the model declines when on-topic passages do not answer.",
     )
     reranker_model: str | None = Field(None, description="Local cross-encoder folder; off when empty.")
 

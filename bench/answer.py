@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app import qa  # noqa: E402
+from app.services import qa  # noqa: E402
 from app.services.container import Container  # noqa: E402
 from app.services.evaluation import write_corpus  # noqa: E402
 from app.services.setup import init  # noqa: E402

@@ -1,7 +1,9 @@
-"""kb eval retrieval / pii."""
+"""kb eval retrieval / answers / pii."""
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import click
@@ -11,7 +13,26 @@ from app.cli import Ctx, emit_json, pass_ctx
 
 @click.group("eval")
 def eval_group() -> None:
-    """Measure retrieval and PII scrubbing on labelled data."""
+    """Measure retrieval, answers and PII scrubbing on labelled data."""
+
+
+def _progress_bars(quiet: bool):
+    """A progress callback drawing one bar per stage on stderr (stdout stays the report)."""
+    bars: dict[str, object] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if quiet or total <= 0:
+            return
+        bar = bars.get(stage)
+        if bar is None:
+            bar = bars[stage] = click.progressbar(length=total, label=f"{stage:8}", show_pos=True, show_eta=True,
+                                                  file=sys.stderr)
+            bar.__enter__()
+        bar.update(done - bar.pos)
+        if done == total:
+            bar.__exit__(None, None, None)
+
+    return progress
 
 
 @eval_group.command("retrieval")
@@ -36,19 +57,7 @@ def eval_retrieval(ctx: Ctx, corpus: Path, queries: Path, qrels: Path, modes: tu
         docs = dict(list(docs.items())[:limit_docs])
         rels = {q: r for q, r in rels.items() if any(d in docs for d in r)}
     chosen = ["dense", "bm25", "hybrid"] if "all" in modes else list(dict.fromkeys(modes))
-    bars: dict[str, object] = {}
-
-    def progress(stage: str, done: int, total: int) -> None:
-        if as_json:
-            return
-        bar = bars.get(stage)
-        if bar is None:
-            bar = bars[stage] = click.progressbar(length=total, label=f"{stage:8}", show_pos=True, show_eta=True)
-            bar.__enter__()
-        bar.update(done - bar.pos)
-        if done == total:
-            bar.__exit__(None, None, None)
-
+    progress = _progress_bars(as_json)
     out = evaluation.run(ctx.container.settings, docs, load_beir_queries(queries), rels, chosen, progress=progress)
     if as_json:
         emit_json(out)
@@ -58,6 +67,77 @@ def eval_retrieval(ctx: Ctx, corpus: Path, queries: Path, qrels: Path, modes: tu
     click.echo(f"{'mode':8} {'nDCG@10':>8} {'R@100':>7} {'MRR@10':>7} {'p50 ms':>7}")
     for mode, m in out["modes"].items():
         click.echo(f"{mode:8} {m['ndcg@10']:8.4f} {m['recall@100']:7.4f} {m['mrr@10']:7.4f} {m['p50_ms']:7}")
+
+
+def _fmt(v, spec: str = ".2f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def _row(cells: list[str], widths: list[int]) -> str:
+    """The first cell left-aligned, the others right-aligned."""
+    return "  ".join(f"{c:>{w}}" if i else f"{c:{w}}" for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+
+
+@eval_group.command("answers")
+@click.option("--squad", "squad", type=click.Path(exists=True, path_type=Path),
+              help="SQuAD-format file (SQuAD 2.0: unanswerable questions marked is_impossible).")
+@click.option("--cmrc", "cmrc", type=click.Path(exists=True, path_type=Path),
+              help="CMRC2018 file in SQuAD format (or its folder: the dev file is used).")
+@click.option("--n", "n", type=click.IntRange(min=1), help="Questions to ask (stratified sample); default all.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the question sample.")
+@click.option("--model", "models", multiple=True,
+              help="Model to answer with: a name from `kb models list` or a GGUF path. Repeat to compare "
+              "models side by side over one ingestion. Default: the configured model.")
+@click.option("--max-paragraphs", type=click.IntRange(min=1),
+              help="Ingest only the sampled questions' paragraphs plus others up to this many (default: all).")
+@click.option("--time-limit", type=click.FloatRange(min=0), metavar="MINUTES",
+              help="Start no new question after this many minutes of asking; report those asked.")
+@click.option("--json", "as_json", is_flag=True, help="The report and every answer as JSON.")
+@click.option("--save", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the report with every answer as JSON to this file.")
+@pass_ctx
+def eval_answers(ctx: Ctx, squad: Path | None, cmrc: Path | None, n: int | None, seed: int,
+                 models: tuple[str, ...], max_paragraphs: int | None, time_limit: float | None, as_json: bool,
+                 save: Path | None) -> None:
+    """Ingest a SQuAD-format set's paragraphs through the real pipeline into a temporary data dir, ask
+    sampled questions through the same service the UI uses, and report: accuracy on answerable questions
+    (a gold answer in the answer, normalised), unanswerable questions declined, false refusals, whether the
+    cited passage holds the gold answer, answers that repeat themselves, time to first token, tokens/s and
+    time until the sources are shown."""
+    from app.services import evaluation
+
+    if bool(squad) == bool(cmrc):
+        raise click.UsageError("Give exactly one of --squad FILE or --cmrc FILE.")
+    qa_set = evaluation.load_squad(squad or cmrc)
+    out = evaluation.run_answers(ctx.container.settings, qa_set, list(models), n=n, seed=seed,
+                                 progress=_progress_bars(as_json), max_paragraphs=max_paragraphs,
+                                 time_limit_s=None if time_limit is None else time_limit * 60)
+    if save:
+        save.write_text(json.dumps(out, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+    if as_json:
+        emit_json(out)
+        return
+    first = next(iter(out["models"].values()))
+    click.echo(f"\n{out['set']}: {first['questions']} questions ({first['answerable']} answerable, "
+               f"{first['unanswerable']} unanswerable; seed {out['seed']}) over {out['paragraphs']} paragraphs "
+               f"-> {out['chunks']} chunks in {out['ingest_seconds']} s (PII scrubbing "
+               f"{'on' if out['pii_scrubbing'] else 'off'}); {out['top_k']} passages per question")
+    if out["stopped_early"]:
+        click.echo(f"time limit reached: {first['questions']} of {out['sampled']} sampled questions asked "
+                   f"in {out['asking_seconds']} s")
+    cols = [("model", 28), ("accuracy", 8), ("unans.declined", 14), ("false refusals", 14),
+            ("citation ok", 11), ("repeated", 8), ("TTFT p50", 8), ("TTFT p95", 8), ("tok/s", 6),
+            ("sources p50", 11)]
+    widths = [w for _, w in cols]
+    click.echo(_row([name for name, _ in cols], widths))
+    for label, m in out["models"].items():
+        fr = m["false_refusals"]
+        cells = [label[:28], _fmt(m["accuracy"]), _fmt(m["unanswerable_declined"]),
+                 "-" if fr is None else f"{fr:.2f} ({_fmt(m['false_refusals_by_gate'])} gate)",
+                 _fmt(m["citation_correct"]), str(m["repeated"]),
+                 _fmt(m["first_token_s"]["p50"], ".1f") + " s", _fmt(m["first_token_s"]["p95"], ".1f") + " s",
+                 _fmt(m["tokens_per_s"]["p50"], ".1f"), _fmt(m["sources_ms"]["p50"], ".0f") + " ms"]
+        click.echo(_row(cells, widths))
 
 
 @eval_group.command("pii")
