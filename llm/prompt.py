@@ -55,6 +55,12 @@ SYSTEM_ZH = (
     "4. 用简体中文简明地回答。"
 )
 
+# A citation group as models write it ([1], [1, 2], [1-3], full-width 【1】): stripped from earlier answers,
+# whose numbers named that turn's sources, not this one's.
+_CITATION = re.compile(r"[ \t]*[\[［【〔]\s*[0-9０-９]{1,6}(?:\s*[-‐‑‒–—~～,，、;；]\s*[0-9０-９]{1,6})*\s*[\]］】〕]")
+# Per-message role markers of an earlier turn (the template overhead covers only system + this question).
+HISTORY_MESSAGE_OVERHEAD = 8
+
 _QUESTION_LABEL = {"en": "Question: ", "zh": "问题："}
 _NO_SOURCES = {"en": "(no sources were found)", "zh": "（没有找到资料）"}
 
@@ -78,6 +84,11 @@ def neutralize(text: str) -> str:
 
     text = _CONTROL.sub(defang, text)
     return _DELIMITER.sub(defang, text)
+
+
+def strip_citations(text: str) -> str:
+    """An earlier answer without its [n] markers (they point at passages this prompt does not show)."""
+    return _CITATION.sub("", text).strip()
 
 
 def _attr(value: str) -> str:
@@ -139,6 +150,7 @@ def build_messages(
     *,
     language: Language | None = None,
     template_overhead: int = TEMPLATE_OVERHEAD_TOKENS,
+    history: Sequence[ChatMessage] = (),
 ) -> tuple[list[ChatMessage], list[SourcePassage]]:
     """Build the chat messages for a grounded answer.
 
@@ -147,6 +159,10 @@ def build_messages(
     room is left) and the rest, the lowest-ranked, are dropped. Returns the messages and the passages
     actually shown (a truncated one carries its truncated text), so citations can be checked against
     ``len(used)`` when numbering is 1..k.
+
+    ``history`` (earlier user/assistant turns, oldest first) goes between the system message and the
+    question, in whatever room the passages leave: passages come first, then the most recent complete
+    user/assistant pairs, oldest dropped first. Earlier answers lose their [n] markers.
     """
     numbers = [p.n for p in passages]
     if len(set(numbers)) != len(numbers):
@@ -185,9 +201,41 @@ def build_messages(
                 short = replace(p, text=cut)
                 blocks.append(render_passage(short))
                 used.append(short)
+                budget -= token_counter(blocks[-1]) + sep
         break
     messages = [
         ChatMessage("system", system),
+        *fit_history(history, token_counter, budget),
         ChatMessage("user", _user_message(question, blocks, lang)),
     ]
     return messages, used
+
+
+def history_pairs(history: Sequence[ChatMessage]) -> list[tuple[ChatMessage, ChatMessage]]:
+    """Complete (user, assistant) pairs, oldest first, as the prompt shows them: neutralized, the answer
+    without citation markers. A question without an answer (an error, an unanswered turn), system
+    messages and empty turns are left out, so the roles keep alternating as chat templates expect."""
+    pairs: list[tuple[ChatMessage, ChatMessage]] = []
+    pending: str | None = None
+    for m in history:
+        text = m.content.strip() if isinstance(m.content, str) else ""
+        if m.role == "user":
+            pending = text or None
+        elif m.role == "assistant" and pending is not None:
+            answer = strip_citations(text)
+            if answer:
+                pairs.append((ChatMessage("user", neutralize(pending)), ChatMessage("assistant", neutralize(answer))))
+            pending = None
+    return pairs
+
+
+def fit_history(history: Sequence[ChatMessage], token_counter: TokenCounter, budget: int) -> list[ChatMessage]:
+    """The most recent whole pairs of ``history`` that fit ``budget`` tokens, oldest first."""
+    kept: list[ChatMessage] = []
+    for user, assistant in reversed(history_pairs(history)):
+        cost = token_counter(user.content) + token_counter(assistant.content) + 2 * HISTORY_MESSAGE_OVERHEAD
+        if cost > budget:
+            break
+        kept[:0] = [user, assistant]
+        budget -= cost
+    return kept

@@ -35,6 +35,31 @@ class Turn:
     error: str | None = None
     sources: list[Source] = field(default_factory=list)
     timings: dict[str, Any] = field(default_factory=dict)
+    searched: str | None = None  # the standalone question a follow-up was searched as
+
+
+def conversation(turns: list[Turn]) -> list[dict[str, str]]:
+    """The conversation so far as OpenAI-style messages for qa.ask: each answered (or refused) turn's
+    question and answer; turns that ended in an error are left out."""
+    out: list[dict[str, str]] = []
+    for t in turns:
+        if t.error or not t.answer.strip():
+            continue
+        out += [{"role": "user", "content": t.question}, {"role": "assistant", "content": t.answer}]
+    return out
+
+
+def searched_for(turn: Turn) -> str | None:
+    """What kb searched for, when that is not the question as asked (a rewritten follow-up)."""
+    searched = " ".join(str(getattr(turn, "searched", None) or "").split())
+    return searched if searched and searched != " ".join(turn.question.split()) else None
+
+
+def render_searched(turn: Turn) -> None:
+    """Under the user's question: what kb searched for when it rewrote a follow-up."""
+    searched = searched_for(turn)
+    if searched:
+        st.caption(safe_label(f"Searched for: {searched}", limit=400))
 
 
 def turn_from(result: qa.AskResult) -> Turn:
@@ -42,7 +67,7 @@ def turn_from(result: qa.AskResult) -> Turn:
     sources = [Source(i, p.source, p.title or p.source, p.collection, p.position, p.text, i in cited)
                for i, p in enumerate(result.passages, 1)]
     return Turn(result.question, result.answer, result.reasoning, result.refused, result.refusal_reason,
-                sources=sources, timings=dict(result.timings))
+                sources=sources, timings=dict(result.timings), searched=result.condensed)
 
 
 def render_source(src: Source, answer: str) -> None:

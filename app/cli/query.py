@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
+from typing import Any
 
 import click
 
 from app.cli import Ctx, emit_json, pass_ctx
+from app.errors import KbError
 from app.services import qa
 from app.services import search as search_svc
 
@@ -36,14 +40,46 @@ def search(ctx: Ctx, query: str, k: int, user: str | None, mode: str | None, as_
         click.echo(f"    {snippet[:400]}{'…' if len(snippet) > 400 else ''}")
 
 
+def _read_history(_ctx: click.Context, _param: click.Parameter, value: str | None) -> list[Any] | None:
+    """--history FILE ('-' for standard input): earlier turns as OpenAI-style messages JSON."""
+    if value is None:
+        return None
+    name = "standard input" if value == "-" else value
+    try:
+        text = sys.stdin.read() if value == "-" else Path(value).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise click.BadParameter(f"{name}: no such file.") from None
+    except IsADirectoryError:
+        raise click.BadParameter(f"{name} is a folder, not a JSON file.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.BadParameter(f"{name} cannot be read: {exc}.") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"{name} is not valid JSON ({exc.msg} at line {exc.lineno}, column "
+                                 f"{exc.colno}).") from None
+    try:
+        return [{"role": m.role, "content": m.content} for m in qa.parse_history(data)]
+    except KbError as exc:
+        raise click.BadParameter(f"{name}: {exc} Expected e.g. "
+                                 '[{"role": "user", "content": "..."}, {"role": "assistant", "content": "..."}].'
+                                 ) from None
+
+
 @click.command()
 @click.argument("question")
 @click.option("--user", help="Ask as this user (only their collections). Default: the operator (all).")
 @click.option("--k", type=int, help="Passages given to the model (default from settings).")
 @click.option("--show-reasoning", is_flag=True, help="Also print the model's reasoning block (DeepSeek-R1).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object at the end instead of streaming.")
+@click.option("--history", "history", metavar="FILE", callback=_read_history,
+              help="Earlier turns of the conversation as OpenAI-style messages JSON (a list of "
+                   '{"role": "user"|"assistant", "content": ...}, or an object with "messages"); '
+                   "'-' reads standard input. A follow-up is rewritten into a standalone question for "
+                   "the search.")
 @pass_ctx
-def ask(ctx: Ctx, question: str, user: str | None, k: int | None, show_reasoning: bool, as_json: bool) -> None:
+def ask(ctx: Ctx, question: str, user: str | None, k: int | None, show_reasoning: bool, as_json: bool,
+        history: list[Any] | None) -> None:
     """Answer a question from the documents, streaming it, with numbered citations.
 
     Every question is written to the audit log. When nothing relevant is found kb says it has no
@@ -52,11 +88,13 @@ def ask(ctx: Ctx, question: str, user: str | None, k: int | None, show_reasoning
     c = ctx.container
     caller = qa.caller_for(c, user, "cli")
     result = None
-    for ev in qa.ask(c, caller, question, k):
+    for ev in qa.ask(c, caller, question, k, history=history):
         if ev.kind == "done":
             result = ev.result
         elif as_json:
             continue
+        elif ev.kind == "condensed" and ev.text != question.strip():
+            click.echo(click.style(f"Searched for: {ev.text}", dim=True), err=True)
         elif ev.kind == "answer":
             sys.stdout.write(ev.text)
             sys.stdout.flush()
@@ -65,7 +103,8 @@ def ask(ctx: Ctx, question: str, user: str | None, k: int | None, show_reasoning
     assert result is not None
     if as_json:
         emit_json({
-            "question": result.question, "answer": result.answer, "refused": result.refused,
+            "question": result.question, "condensed_question": result.condensed,
+            "condense_method": result.condense_method, "answer": result.answer, "refused": result.refused,
             "refusal_reason": result.refusal_reason, "citations": result.citations,
             "invalid_citations": result.invalid_citations,
             "passages": [{"n": i + 1, "chunk_id": p.chunk_id, "document_id": p.document_id, "source": p.source,

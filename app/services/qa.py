@@ -3,7 +3,7 @@ citations -> audit record. The CLI, the UI and any API call this one function.""
 
 from __future__ import annotations
 
-import re
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,40 +14,16 @@ from app.errors import KbError
 from app.services.caller import Caller, actor, operator
 from app.services.search import Passage, embedder_knows, hydrate, lexical_coverage
 from llm.citations import attribute_citations, check_citations
+from llm.condense import Condensed, condense, fallback_question
 from llm.prompt import build_messages, detect_language
 from llm.reasoning import ReasoningSplitter
-from llm.types import SourcePassage
+from llm.types import ChatMessage, SourcePassage
 
 MAX_QUESTION_CHARS = 4000
 NO_BASIS = {
     "en": "I have no basis to answer this from the documents you can access.",
     "zh": "根据您有权访问的文档，我无法回答这个问题。",
 }
-# What the model is told to say when its sources do not hold the answer: the system prompt (llm/prompt.py,
-# rule 3) must quote exactly these sentences, and tests/app/test_eval_answers.py checks that it does.
-NOT_IN_SOURCES = {
-    "en": "The documents do not contain the answer.",
-    "zh": "文档中没有找到答案。",
-}
-# How models actually word that (they paraphrase the sentence they were given): any of these, in either
-# language, makes an answer a decline. `kb eval answers` counts refusals with it.
-_DECLINES = re.compile("|".join([
-    r"\b(?:documents?|sources?|passages?|context|(?:provided |given )?(?:text|information))\s+(?:do|does|did)\s*"
-    r"(?:not|n't)\s+(?:\w+\s+)?(?:contain|mention|say|provide|include|specify|state|give|tell|have|discuss|"
-    r"address|answer)",
-    r"\b(?:there is|there's|there are|i have|i found)\s+no\s+(?:mention|information|answer|basis)",
-    r"\bnot\s+(?:mentioned|stated|specified|provided|found|given|answered)\s+in\s+(?:the|any)\s+"
-    r"(?:documents?|sources?|passages?|text|context)",
-    r"\bi\s+(?:do not|don't|cannot|can't)\s+(?:know|answer|find)\b",
-    r"(?:文档|资料|来源|材料|文中|原文)[中里]?(?:并|均|都)?(?:没有|未|不)(?:找到|提到|提及|包含|说明|给出|涉及|记载|相关)",
-    r"没有找到(?:答案|相关)", r"无法(?:回答|确定|找到|得知)", r"(?:我)?不知道", r"没有相关(?:信息|内容|资料)",
-]), re.IGNORECASE)
-
-
-def declines(answer: str) -> bool:
-    """Whether an answer says the sources do not hold the answer (kb's own refusal, or the model's)."""
-    text = " ".join(answer.split())
-    return any(p in text for p in (*NO_BASIS.values(), *NOT_IN_SOURCES.values())) or bool(_DECLINES.search(text))
 
 
 @dataclass
@@ -76,11 +52,14 @@ class AskResult:
     model: str | None = None
     model_sha256: str | None = None
     audit_seq: int | None = None
+    condensed: str | None = None  # the standalone question retrieval used (None: no history, none needed)
+    condense_method: str = "none"  # none | standalone | model | fallback (see llm.condense)
 
 
 @dataclass
 class Event:
-    """A step of a streamed answer: passages | reasoning | answer | done."""
+    """A step of a streamed answer: condensed (text: the standalone question searched for, only with
+    history) | passages | reasoning | answer | done."""
 
     kind: str
     text: str = ""
@@ -99,9 +78,83 @@ def caller_for(container, user_name: str | None, client: str) -> Caller:
         return Caller(user.name, user.role, client, frozenset(accounts.readable_collection_ids(s, user)))
 
 
+log = logging.getLogger(__name__)
+MAX_HISTORY_MESSAGES = 20  # the most recent turns kept; the prompt budget usually takes fewer
+MAX_HISTORY_CHARS = 8000  # per message: a turn longer than this is cut
+_ROLES = ("user", "assistant", "system")
+
+
+def parse_history(history: Any) -> list[ChatMessage]:
+    """Earlier turns as OpenAI-style messages: a list of ``{"role", "content"}`` objects, or an object
+    with a "messages" list. Roles user and assistant are kept, system messages are accepted and ignored
+    (a caller does not get to instruct the model), content is a string or a list of text parts."""
+    if history is None:
+        return []
+    if isinstance(history, dict):
+        if "messages" not in history:
+            raise KbError('The history must be a list of messages or an object with a "messages" list.')
+        history = history["messages"]
+    if not isinstance(history, list | tuple):
+        raise KbError(f"The history must be a list of messages, not {type(history).__name__}.")
+    out: list[ChatMessage] = []
+    for i, m in enumerate(history, 1):
+        if isinstance(m, ChatMessage):
+            role, content = m.role, m.content
+        elif isinstance(m, dict):
+            role, content = m.get("role"), m.get("content")
+        else:
+            raise KbError(f'History message {i} must be an object with "role" and "content", '
+                          f"not {type(m).__name__}.")
+        if role not in _ROLES:
+            raise KbError(f"History message {i} has the unknown role {role!r}: use user or assistant.")
+        if isinstance(content, list):  # [{"type": "text", "text": ...}, ...]
+            if not all(isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
+                       for p in content):
+                raise KbError(f"History message {i}: only text content is supported.")
+            content = "\n".join(p["text"] for p in content)
+        if content is None and role == "assistant":
+            content = ""
+        if not isinstance(content, str):
+            raise KbError(f'History message {i} needs a text "content".')
+        if role != "system" and content.strip():
+            out.append(ChatMessage(role, content.strip()[:MAX_HISTORY_CHARS]))
+    return out[-MAX_HISTORY_MESSAGES:]
+
+
+def _condense(container, res: AskResult, turns: list[ChatMessage]) -> str:
+    """The standalone question for retrieval (llm.condense); the question as asked when that fails."""
+    t = time.perf_counter()
+    try:
+        c = condense(container.generator.stream, turns, res.question)
+    except Exception:  # no model, a full context: search with the previous question too; answering says why
+        log.warning("condensing the follow-up failed", exc_info=True)
+        c = Condensed(fallback_question(turns, res.question), "fallback")
+    res.condensed, res.condense_method = c.question, c.method
+    res.timings["condense_ms"] = round((time.perf_counter() - t) * 1000, 1)
+    return c.question
+
+
+def _relevant_to_a_part(passages: list[Passage], question: str, turns: list[ChatMessage], r) -> list[Passage]:
+    """A fallback search joins the previous question and the follow-up; a word-overlap gate asks a passage
+    to hold half the words of both. Passages relevant to the follow-up alone, or else to the previous
+    question alone (the topic of the conversation), pass as well."""
+    previous = next((m.content for m in reversed(turns) if m.role == "user"), "")
+    for part in (question, previous):
+        if part:
+            relevant = _relevant(passages, part, r)
+            if relevant:
+                return relevant
+    return []
+
+
 def ask(container, caller: Caller, question: str, k: int | None = None,
-        collections: set[int] | None = None) -> Iterator[Event]:
-    """Stream the answer to ``question`` as events; the last event is ``done`` with the full result."""
+        collections: set[int] | None = None, history: Any = None) -> Iterator[Event]:
+    """Stream the answer to ``question`` as events; the last event is ``done`` with the full result.
+
+    ``history``: the conversation so far as OpenAI-style messages (see :func:`parse_history`). A
+    follow-up is then rewritten into a standalone question for retrieval and the relevance gate; the
+    answer prompt gets the question as asked plus the recent turns."""
+    turns = parse_history(history)
     question = question.strip()
     if not question:
         raise KbError("The question is empty.")
@@ -116,21 +169,30 @@ def ask(container, caller: Caller, question: str, k: int | None = None,
         allowed = frozenset(collections if allowed is None else set(allowed) & set(collections))
     outcome, error = "ok", None
     try:
-        hits = container.search_index.search(question, k, None if allowed is None else set(allowed))
+        searched = question
+        if turns:
+            searched = _condense(container, res, turns)
+            yield Event("condensed", searched)
+        hits = container.search_index.search(searched, k, None if allowed is None else set(allowed))
         with container.sessions() as s:
             res.passages = hydrate(container, s, hits)
         res.timings["retrieval_ms"] = round((time.perf_counter() - t0) * 1000, 1)
         yield Event("passages")
-        relevant, why_not = _relevant(res.passages, question, s_ret)
+        relevant = _relevant(res.passages, searched, s_ret)
+        if not relevant and res.condense_method == "fallback":
+            relevant = _relevant_to_a_part(res.passages, question, turns, s_ret)
+        best = max((p.dense_score or 0.0 for p in res.passages), default=0.0)
         if not relevant:
             res.refused = True
-            res.refusal_reason = why_not
+            res.refusal_reason = ("no passages in the collections you can read" if not res.passages else
+                                  f"no passage is relevant enough (best similarity {best:.2f}, gate "
+                                  f"{s_ret.min_score}; word-overlap gate {s_ret.min_coverage} for other languages)")
             res.answer = NO_BASIS[detect_language(question)]
             outcome = "refused"
             yield Event("answer", res.answer)
         else:
-            res.passages = relevant  # the search's top passages, once the gate let the question through
-            yield from _generate(container, res, s_llm, t0)
+            res.passages = relevant  # passages below the gate only distract a small model
+            yield from _generate(container, res, s_llm, t0, turns)
     except KbError as exc:
         outcome, error = "error", str(exc)
         raise
@@ -143,45 +205,22 @@ def ask(container, caller: Caller, question: str, k: int | None = None,
     yield Event("done", result=res)
 
 
-def _relevant(passages: list[Passage], question: str, r) -> tuple[list[Passage], str | None]:
-    """The relevance gate: whether the passages found are about the question at all, and if not, why, in
-    plain words naming the gates that applied.
-
-    kb answers when its best passage is similar enough to the question (dense similarity at least
-    ``retrieval.min_score``, where the embedder knows the question's language and dense search is on) or
-    shares enough of its words (``retrieval.min_coverage``, always). Then the model gets the search's top
-    passages as ranked, not only those that passed: the passage holding the answer is often weaker on one
-    signal than its neighbours (on CMRC2018, dropping the passages under the word-overlap bar lost the
-    answer for 7% of the questions; on SQuAD 2.0, dropping those under the similarity bar 2%), and whether
-    on-topic sources actually answer is for the model, told to say so when they do not, to judge. So the
-    gate only stops questions the collections are not about."""
-    if not passages:
-        return [], "No passages were found in the collections you can read."
-    dense = r.mode != "bm25" and embedder_knows(r, question)
-    if dense:
-        best = max((p.dense_score or 0.0) for p in passages)
-        if best >= r.min_score:
-            return passages, None
-    overlap = max(lexical_coverage(question, p.text) for p in passages)
-    if overlap >= r.min_coverage:
-        return passages, None
-    words = f"{overlap:.0%} of them; {r.min_coverage:.0%} needed"
-    if len(passages) == 1:
-        return [], ((f"The passage found is not similar enough to the question ({best:.2f}; {r.min_score:.2f} "
-                     f"needed) and does not share enough of its words ({words}).") if dense else
-                    f"The passage found does not share enough of the question's words ({words}).")
-    return [], ((f"None of the {len(passages)} passages found is similar enough to the question (closest: "
-                 f"{best:.2f}; {r.min_score:.2f} needed) or shares enough of its words (best: {words}).") if dense
-                else f"None of the {len(passages)} passages found shares enough of the question's words "
-                     f"(best: {words}).")
+def _relevant(passages: list[Passage], question: str, r) -> list[Passage]:
+    """Passages that pass the relevance gate: dense similarity, or word overlap where the embedder does not
+    know the question's language (or in BM25-only mode)."""
+    if r.mode == "bm25" or not embedder_knows(r, question):
+        return [p for p in passages if lexical_coverage(question, p.text) >= r.min_coverage]
+    return [p for p in passages if (p.dense_score or 0.0) >= r.min_score]
 
 
-def _generate(container, res: AskResult, s_llm, t0: float) -> Iterator[Event]:
+def _generate(container, res: AskResult, s_llm, t0: float, history: list[ChatMessage] | None = None
+              ) -> Iterator[Event]:
     gen = container.generator
     res.model, res.model_sha256 = gen.model_name, gen.model_sha256
     sources = [SourcePassage(n=i + 1, text=p.text, title=p.title or p.source, source=p.source, page=p.page,
                              sheet=p.sheet, heading=p.heading) for i, p in enumerate(res.passages)]
-    messages, used = build_messages(res.question, sources, gen.count_tokens, gen.context_window, s_llm.max_tokens)
+    messages, used = build_messages(res.question, sources, gen.count_tokens, gen.context_window, s_llm.max_tokens,
+                                    history=history or ())
     res.passages = res.passages[: len(used)]
     splitter = ReasoningSplitter(getattr(gen, "think_prefilled", False))
     t_gen = time.perf_counter()
@@ -217,17 +256,22 @@ def _record(container, caller: Caller, res: AskResult, outcome: str, error: str 
         "invalid_citations": res.invalid_citations, "refused": res.refused, "model": res.model,
         "model_sha256": res.model_sha256, "timings": res.timings, "tokens": res.tokens,
     }
+    if res.condense_method != "none":
+        details["condense"] = res.condense_method
     sealed = {"question": res.question, "answer": res.answer, "refusal_reason": res.refusal_reason,
               "error": error}  # reasoning is deliberately not logged as the answer
+    if res.condensed is not None:
+        sealed["condensed_question"] = res.condensed  # what retrieval searched for, beside what was asked
     with container.sessions.begin() as s:
         rec = audit.append(s, container.vault, kind="query", action="ask", outcome=outcome,
                            actor=actor(caller), details=details, sealed=sealed)
         res.audit_seq = rec.seq
 
 
-def ask_blocking(container, caller: Caller, question: str, k: int | None = None) -> AskResult:
+def ask_blocking(container, caller: Caller, question: str, k: int | None = None,
+                 history: Any = None) -> AskResult:
     result = None
-    for ev in ask(container, caller, question, k):
+    for ev in ask(container, caller, question, k, history=history):
         if ev.kind == "done":
             result = ev.result
     assert result is not None

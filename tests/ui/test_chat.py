@@ -125,3 +125,54 @@ def test_asking_streams_a_real_answer_with_sources(kb, smollm2, monkeypatch):
         assert live_html(md.value) == [], md.value
     at.run()
     assert "When are parking permits renewed?" in [b.label for b in at.button]  # the history
+
+
+def _fake_ask(calls: list):
+    """qa.ask stand-in: records the history it was given and rewrites follow-ups like the real one."""
+
+    def ask(container, caller, question, k=None, collections=None, history=None):
+        calls.append(list(history or []))
+        searched = f"What does the travel policy say about {question}" if history else question
+        res = qa.AskResult(question=question, answer=f"Answer to {question} [1]",
+                           condensed=searched if history else None)
+        if history:
+            yield qa.Event("condensed", searched)
+        yield qa.Event("passages")
+        yield qa.Event("answer", res.answer)
+        yield qa.Event("done", result=res)
+
+    return ask
+
+
+def test_follow_ups_carry_the_conversation_and_show_what_was_searched(kb, monkeypatch):
+    calls: list = []
+    monkeypatch.setattr(qa, "ask", _fake_ask(calls))
+    at = app(user="sam").run()
+    at.chat_input[0].set_value("How are hotels reimbursed?").run()
+    assert not at.exception, at.exception
+    at.chat_input[0].set_value("and the deadline?").run()
+    assert not at.exception, at.exception
+    assert calls[0] == []
+    assert calls[1] == [{"role": "user", "content": "How are hotels reimbursed?"},
+                        {"role": "assistant", "content": "Answer to How are hotels reimbursed? [1]"}]
+    searched = [c.value for c in at.caption if c.value.startswith("Searched for")]
+    assert searched == ["Searched for: What does the travel policy say about and the deadline?"]
+    at.run()  # drawn again from the stored turns: still under the question, once
+    assert [c.value for c in at.caption if c.value.startswith("Searched for")] == searched
+    assert len(at.chat_message) == 4
+
+    next(b for b in at.button if b.label == "New conversation").click().run()
+    assert not at.exception, at.exception
+    assert len(at.chat_message) == 0 and at.session_state[CHAT_KEY] == []
+    at.chat_input[0].set_value("and the deadline?").run()
+    assert calls[2] == []  # a fresh conversation: nothing carried over
+    assert not [c.value for c in at.caption if c.value.startswith("Searched for")]
+
+
+def test_failed_turns_are_left_out_of_the_history():
+    from ui.chat_turns import conversation
+
+    turns = [Turn("q1", "a1"), Turn("q2", error="boom"), Turn("q3", qa.NO_BASIS["en"], refused=True)]
+    assert conversation(turns) == [{"role": "user", "content": "q1"}, {"role": "assistant", "content": "a1"},
+                                   {"role": "user", "content": "q3"},
+                                   {"role": "assistant", "content": qa.NO_BASIS["en"]}]

@@ -9,21 +9,37 @@ import streamlit as st
 from app.errors import KbError
 from app.services import chat, qa, session
 from ui import common
-from ui.chat_turns import CHAT_KEY, PENDING_KEY, Turn, render_answer, turn_from
+from ui.chat_turns import (
+    CHAT_KEY,
+    PENDING_KEY,
+    Turn,
+    conversation,
+    render_answer,
+    render_searched,
+    searched_for,
+    turn_from,
+)
 from ui.safe_text import safe_label, safe_markdown
 
 REFRESH_S = 0.08  # at most ~12 redraws a second while streaming
 
 
-def ask_and_stream(user: session.SessionUser, question: str, collection_ids: set[int]) -> Turn:
+def ask_and_stream(user: session.SessionUser, question: str, collection_ids: set[int], earlier: list[Turn],
+                   searched_slot=None) -> Turn:
+    """Ask ``question`` as a follow-up of the ``earlier`` turns and stream the answer into the page;
+    ``searched_slot`` (under the user's question) shows what a rewritten follow-up was searched as."""
     c = common.container()
     status, slot = st.empty(), st.empty()
     status.caption("Searching your documents…")
     answer, last = "", 0.0
     try:
         caller = qa.caller_for(c, user.name, "ui")
-        for ev in qa.ask(c, caller, question, collections=collection_ids):
-            if ev.kind == "passages":
+        for ev in qa.ask(c, caller, question, collections=collection_ids, history=conversation(earlier)):
+            if ev.kind == "condensed":
+                searched = searched_for(Turn(question, searched=ev.text))
+                if searched and searched_slot is not None:
+                    searched_slot.caption(safe_label(f"Searched for: {searched}", limit=400))
+            elif ev.kind == "passages":
                 status.caption("Writing the answer…")
             elif ev.kind == "reasoning":
                 if ev.moved:  # what was shown as answer was reasoning after all
@@ -56,8 +72,10 @@ def sidebar(user: session.SessionUser, collections: list[tuple[int, str]]) -> se
         names = {name: cid for cid, name in collections}
         picked = st.multiselect("Search in", list(names), default=list(names), key="chat_collections",
                                 help="Only collections you have been granted are listed.")
-        if st.button("New conversation", icon=":material/add_comment:", width="stretch"):
+        if st.button("New conversation", icon=":material/add_comment:", width="stretch",
+                     help="Start over: earlier questions are no longer taken into account."):
             st.session_state[CHAT_KEY] = []
+            st.session_state.pop(PENDING_KEY, None)
         st.markdown("**Your recent questions**")
         try:
             history = chat.past_questions(common.container(), user.name, limit=15)
@@ -88,6 +106,7 @@ elif not turns:
 for turn in turns:
     with st.chat_message("user"):
         st.markdown(safe_markdown(turn.question))
+        render_searched(turn)
     with st.chat_message("assistant"):
         render_answer(turn)
 
@@ -96,10 +115,11 @@ question = typed or st.session_state.pop(PENDING_KEY, None)
 if question and collections:
     with st.chat_message("user"):
         st.markdown(safe_markdown(question))
+        searched_slot = st.empty()
     with st.chat_message("assistant"):
         if not selected:
             turn = Turn(question, error="Pick at least one collection to search in (left).")
         else:
-            turn = ask_and_stream(user, question, selected)
+            turn = ask_and_stream(user, question, selected, turns, searched_slot)
         render_answer(turn)
     turns.append(turn)
