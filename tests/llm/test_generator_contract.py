@@ -63,6 +63,18 @@ class TestOpenAICompatGenerator(GeneratorContract):
         return OpenAICompatGenerator(echo_server, "echo", context_window=self.context_window)
 
 
+class TestFailoverGenerator(GeneratorContract):
+    """The pool answers through its first healthy member, so it must keep the same contract."""
+
+    @pytest.fixture
+    def generator(self, echo_server: str) -> Generator:
+        from llm.failover import FailoverGenerator, Member
+
+        return FailoverGenerator([Member("openai", OpenAICompatGenerator(echo_server, "echo",
+                                                                         context_window=self.context_window))])
+
+
 def test_every_backend_runs_the_contract() -> None:
-    covered = {"llamacpp": TestLlamaCppGenerator, "openai": TestOpenAICompatGenerator}
+    covered = {"llamacpp": TestLlamaCppGenerator, "openai": TestOpenAICompatGenerator,
+               "failover": TestFailoverGenerator}
     assert set(GENERATORS) == set(covered)
