@@ -66,7 +66,7 @@ class IngestSettings(BaseModel):
         500, ge=1, description="Most pages OCR reads in one document; later pages are left out and the reason says so."
     )
     ocr_max_seconds: float = Field(
-        1800, gt=0, description="Most OCR seconds for one document; pages after that are left out and the reason says so."
+        1800, gt=0, description="Most OCR seconds for one document; later pages are left out and the reason says so."
     )
     max_image_pixels: int = Field(
         60_000_000, ge=1_000_000, description="An image (or a PDF page rendered for OCR) over this many pixels is "
@@ -186,10 +186,29 @@ class LlmSettings(BaseModel):
         None, description="Layers offloaded to CUDA; default all when CUDA is there."
     )
     n_threads: int | None = Field(
-        None, description="CPU threads for llama.cpp (default: half the logical CPUs, i.e. physical cores)."
+        None, description="CPU threads for llama.cpp decoding (default: one per physical core; llm.threads.budget)."
     )
-    max_tokens: int = Field(512, description="Most tokens generated per answer.")
+    n_threads_batch: int | None = Field(
+        None, description="CPU threads for llama.cpp prompt processing (default: n_threads)."
+    )
+    n_batch: int = Field(512, description="Prompt tokens llama.cpp evaluates per batch.")
+    max_tokens: int = Field(384, description="Most tokens generated per answer (answers are meant to be short).")
     temperature: float = Field(0.2, description="Sampling temperature.")
+    top_p: float = Field(0.95, description="Nucleus sampling: keep the likeliest tokens up to this total probability.")
+    top_k: int = Field(40, description="Sample among the k most likely tokens (0: off; llama.cpp, vLLM).")
+    min_p: float = Field(
+        0.05, description="Drop tokens less likely than min_p times the most likely one (0: off; llama.cpp, vLLM)."
+    )
+    repeat_penalty: float = Field(
+        1.1, description="Penalty on tokens of the last 64 (1.0: off); 1.1 keeps citation markers (docs/benchmarks.md)."
+    )
+    presence_penalty: float = Field(0.0, description="OpenAI-style penalty on any token already generated.")
+    frequency_penalty: float = Field(0.0, description="OpenAI-style penalty growing with a token's count so far.")
+    seed: int | None = Field(None, description="Sampling seed, for reproducible answers (default: random).")
+    loop_guard: bool = Field(
+        True, description="Stop an answer that repeats itself and keep one copy of the repeated text."
+    )
+    loop_min_repeats: int = Field(3, description="Copies of a sentence or phrase that count as a loop.")
     openai_base_url: str | None = Field(None, description="OpenAI-compatible server, e.g. http://gpu01:8080/v1")
     openai_model: str = Field("default", description="Model name sent to the OpenAI-compatible server.")
     openai_api_key: SecretStr | None = Field(
@@ -225,7 +244,7 @@ class ApiSettings(BaseModel):
         "when the browser asks), 'off' = not served (production)."
     )
     rate_limit_per_minute: int = Field(
-        120, description="Requests one API key may make per minute (a burst of that many, refilled evenly); 0: no limit."
+        120, description="Requests one API key may make per minute (a burst that size, refilled evenly); 0: no limit."
     )
     max_pending_answers: int = Field(
         8, description="Questions being answered or waiting for the generator; one more gets 503 with Retry-After."

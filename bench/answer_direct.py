@@ -22,6 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from llm.amx import amx_traps, without_extra_buffers  # noqa: E402
 from llm.llamacpp import LlamaCppGenerator  # noqa: E402
 from llm.models import default_model_path, pull_default  # noqa: E402
 from llm.prompt import build_messages  # noqa: E402
@@ -84,10 +85,10 @@ def timed(deltas: Iterator[str]) -> dict[str, float | int | str]:
             "text": "".join(parts)}
 
 
-def direct_stream(llama: Any, messages: list[ChatMessage], max_tokens: int) -> Iterator[str]:
+def direct_stream(llama: Any, messages: list[ChatMessage], max_tokens: int, sampling: dict) -> Iterator[str]:
     payload = [{"role": m.role, "content": m.content} for m in messages]
     for chunk in llama.create_chat_completion(messages=payload, max_tokens=max_tokens, temperature=0.0,
-                                              stream=True):
+                                              stream=True, **sampling):
         text = chunk["choices"][0]["delta"].get("content")
         if text:
             yield text
@@ -122,9 +123,12 @@ def main() -> None:
 
     from llama_cpp import Llama
 
-    direct = Llama(model_path=str(model), n_ctx=gen.context_window, n_gpu_layers=gen.n_gpu_layers,
-                   n_threads=threads, n_threads_batch=threads, chat_format="chat_template.default",
-                   verbose=False)
+    # the same load as the generator's (no AMX buffers where AMX traps), same sampling, same stops
+    with without_extra_buffers(gen.n_gpu_layers == 0 and amx_traps(model)):
+        direct = Llama(model_path=str(model), n_ctx=gen.context_window, n_gpu_layers=gen.n_gpu_layers,
+                       n_threads=threads, n_threads_batch=wrapper_llama.n_threads_batch,
+                       n_batch=wrapper_llama.n_batch, chat_format="chat_template.default", verbose=False)
+    sampling = gen.sampling.llamacpp_kwargs()
 
     # Fit passages into prompt-tokens: the budget left after the answer is what the prompt may use.
     base, used = build_messages(question, passages, gen.count_tokens, args.prompt_tokens + args.max_tokens,
@@ -142,7 +146,7 @@ def main() -> None:
         for name in order:
             msgs = messages_for(run)
             stream = (gen.stream(msgs, args.max_tokens, 0.0) if name == "generator"
-                      else direct_stream(direct, msgs, args.max_tokens))
+                      else direct_stream(direct, msgs, args.max_tokens, sampling))
             result = timed(stream)
             texts[name] = result.pop("text")
             if run >= 0:

@@ -3,22 +3,30 @@
 The model is loaded on first use, once per process, after its sha256 is checked. llama.cpp contexts
 are not thread-safe and Streamlit runs every browser session in its own thread, so one lock per loaded
 model serializes generation.
+
+Keeping one ``Llama`` per process is also what makes the unchanging system prompt free after the first
+question: llama-cpp-python compares each prompt's tokens with what its KV cache holds and evaluates
+only the part after the longest common prefix (see docs/benchmarks.md for the measured saving).
+Every answer goes through the loop guard (llm.repetition) and the configured sampling (llm.sampling).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from app.errors import KbError, NotFound
+from llm.amx import amx_traps, without_extra_buffers
 from llm.gguf_meta import read_header
 from llm.models import ModelIntegrityError, recorded_sha256, sha256_file, verify
 from llm.reasoning import template_prefills_think
+from llm.repetition import AnswerStream, LoopGuard
+from llm.sampling import Sampling
+from llm.threads import budget
 from llm.types import ChatMessage
 
 log = logging.getLogger(__name__)
@@ -33,8 +41,9 @@ class _Loaded:
     n_gpu_layers: int
 
 
-# One loaded model per (file, context size, offload, threads) for the whole process.
-_LOADED: dict[tuple[str, int, int, int], _Loaded] = {}
+# One loaded model per (file, context size, offload, threads, batch threads, batch) for the whole process.
+_Key = tuple[str, int, int, int, int, int]
+_LOADED: dict[_Key, _Loaded] = {}
 _LOAD_LOCK = threading.Lock()
 
 
@@ -45,14 +54,8 @@ def gpu_offload_available() -> bool:
 
 
 def _default_threads() -> int:
-    """Half the logical CPUs, at least one: llama.cpp wants physical cores, and with every logical CPU
-    busy its spinning worker threads collapse when anything else runs (measured 15x slower on 2 vCPUs
-    with one other busy process)."""
-    try:
-        logical = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        logical = os.cpu_count() or 1
-    return max(1, logical // 2)
+    """One thread per physical core (llm.threads); a caller that also embeds passes a smaller budget."""
+    return budget("generator").threads
 
 
 def _chat_formatter(llama: Any, path: Path) -> Any:
@@ -81,6 +84,11 @@ class LlamaCppGenerator:
         n_ctx: int = 4096,
         n_gpu_layers: int | None = None,
         n_threads: int | None = None,
+        n_threads_batch: int | None = None,
+        n_batch: int = 512,
+        sampling: Sampling | None = None,
+        loop_guard: LoopGuard | None = LoopGuard(),
+        weight_repack: bool | None = None,
     ) -> None:
         self.model_path = Path(model_path)
         self.model_name = self.model_path.stem
@@ -88,6 +96,11 @@ class LlamaCppGenerator:
         self._n_ctx = n_ctx
         self._n_gpu_layers = n_gpu_layers
         self._n_threads = n_threads
+        self._n_threads_batch = n_threads_batch
+        self._n_batch = n_batch
+        self.sampling = sampling or Sampling()
+        self.loop_guard = loop_guard
+        self._weight_repack = weight_repack
         self._context_window: int | None = None
         self._loaded: _Loaded | None = None
 
@@ -113,16 +126,26 @@ class LlamaCppGenerator:
         # Tokenizing reads the vocabulary only, so it does not take the generation lock.
         return len(self._load().llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
-    def stream(self, messages: list[ChatMessage], max_tokens: int, temperature: float) -> Iterator[str]:
+    def stream(self, messages: list[ChatMessage], max_tokens: int, temperature: float) -> AnswerStream:
+        """The answer's deltas; ``finish_reason`` on the result says why it ended ("repetition": cut)."""
         loaded = self._load()
+        return AnswerStream(self._deltas(loaded, messages, max_tokens, temperature), self.loop_guard)
+
+    def _deltas(
+        self, loaded: _Loaded, messages: list[ChatMessage], max_tokens: int, temperature: float
+    ) -> Generator[str, None, str | None]:
         payload = [{"role": m.role, "content": m.content} for m in messages]
+        finish = None
         with loaded.lock:
             try:
                 chunks = loaded.llama.create_chat_completion(
-                    messages=payload, max_tokens=max_tokens, temperature=temperature, stream=True
+                    messages=payload, max_tokens=max_tokens, temperature=temperature, stream=True,
+                    **self.sampling.llamacpp_kwargs(),
                 )
                 for chunk in chunks:
-                    text = chunk["choices"][0]["delta"].get("content")
+                    choice = chunk["choices"][0]
+                    finish = choice.get("finish_reason") or finish
+                    text = choice["delta"].get("content")
                     if text:
                         yield text
             except ValueError as e:
@@ -132,6 +155,7 @@ class LlamaCppGenerator:
                         "tokens). Ask a shorter question or raise llm.n_ctx."
                     ) from e
                 raise
+        return finish
 
     # -- extras --------------------------------------------------------------------------------
     def render_prompt(self, messages: list[ChatMessage]) -> str:
@@ -164,9 +188,11 @@ class LlamaCppGenerator:
             return self._n_gpu_layers
         return -1 if gpu_offload_available() else 0
 
-    def _key(self) -> tuple[str, int, int, int]:
+    def _key(self) -> _Key:
         threads = self._n_threads or _default_threads()
-        return (str(self.model_path.resolve()), self.context_window, self._resolved_gpu_layers(), threads)
+        threads_batch = self._n_threads_batch or threads
+        return (str(self.model_path.resolve()), self.context_window, self._resolved_gpu_layers(), threads,
+                threads_batch, self._n_batch)
 
     def _load(self) -> _Loaded:
         if self._loaded is not None:
@@ -189,8 +215,8 @@ class LlamaCppGenerator:
                 f"{self._expected_sha256[:16]}…. Check llm settings and restart."
             )
 
-    def _load_uncached(self, key: tuple[str, int, int, int]) -> _Loaded:
-        _, n_ctx, n_gpu_layers, n_threads = key
+    def _load_uncached(self, key: _Key) -> _Loaded:
+        _, n_ctx, n_gpu_layers, n_threads, n_threads_batch, n_batch = key
         expected = self._expected_sha256 or recorded_sha256(self.model_path)
         if expected:
             digest = verify(self.model_path, expected)
@@ -202,17 +228,22 @@ class LlamaCppGenerator:
             )
         from llama_cpp import Llama
 
+        repack = self._weight_repack
+        if repack is None:  # on, unless this is a CPU whose AMX instructions trap
+            repack = n_gpu_layers != 0 or not amx_traps(self.model_path)
         try:
-            llama = Llama(
-                model_path=str(self.model_path),
-                n_ctx=n_ctx,
-                n_gpu_layers=n_gpu_layers,
-                n_threads=n_threads,
-                # prompt processing is one big batch that scales with every core; decoding is not
-                n_threads_batch=max(n_threads, os.cpu_count() or 1),
-                chat_format="chat_template.default",  # never guess a built-in format
-                verbose=False,
-            )
+            with without_extra_buffers(not repack):
+                llama = Llama(
+                    model_path=str(self.model_path),
+                    n_ctx=n_ctx,
+                    n_gpu_layers=n_gpu_layers,
+                    n_threads=n_threads,
+                    # prompt processing is compute-bound: hyper-threads and busy cores do not help it
+                    n_threads_batch=n_threads_batch,
+                    n_batch=n_batch,
+                    chat_format="chat_template.default",  # never guess a built-in format
+                    verbose=False,
+                )
         except ValueError as e:
             raise KbError(
                 f"llama.cpp could not load {self.model_path.name} ({e}). The file may be damaged or use "
@@ -221,6 +252,6 @@ class LlamaCppGenerator:
             ) from e
         formatter = _chat_formatter(llama, self.model_path)
         llama.chat_handler = formatter.to_chat_handler()
-        log.info("loaded %s (n_ctx=%d, gpu layers=%d, threads=%d)", self.model_path.name, n_ctx,
-                 n_gpu_layers, n_threads)
+        log.info("loaded %s (n_ctx=%d, gpu layers=%d, threads=%d/%d, n_batch=%d)", self.model_path.name,
+                 n_ctx, n_gpu_layers, n_threads, n_threads_batch, n_batch)
         return _Loaded(llama, formatter, digest, threading.Lock(), n_gpu_layers)

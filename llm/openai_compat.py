@@ -11,12 +11,14 @@ from __future__ import annotations
 import http.client
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
 from app.errors import ConfigError, KbError
 from llm.reasoning import CLOSE_TAG, OPEN_TAG
+from llm.repetition import AnswerStream, LoopGuard
+from llm.sampling import Sampling
 from llm.types import ChatMessage
 
 _HAN = re.compile(r"[\u3000-\u9fff\uf900-\ufaff\uff00-\uffef]")
@@ -45,6 +47,8 @@ class OpenAICompatGenerator:
         api_key: str | None = None,
         timeout: float = 120.0,
         context_window: int = 4096,
+        sampling: Sampling | None = None,
+        loop_guard: LoopGuard | None = LoopGuard(),
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -63,6 +67,8 @@ class OpenAICompatGenerator:
         self._api_key = api_key
         self._timeout = timeout
         self._context_window = context_window
+        self.sampling = sampling or Sampling()
+        self.loop_guard = loop_guard
 
     @property
     def context_window(self) -> int:
@@ -76,7 +82,14 @@ class OpenAICompatGenerator:
             return http.client.HTTPSConnection(self._host, self._port, timeout=self._timeout)
         return http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
 
-    def stream(self, messages: list[ChatMessage], max_tokens: int, temperature: float) -> Iterator[str]:
+    def stream(self, messages: list[ChatMessage], max_tokens: int, temperature: float) -> AnswerStream:
+        """The answer's deltas; ``finish_reason`` on the result says why it ended ("repetition": cut,
+        and the connection is closed so the server stops generating)."""
+        return AnswerStream(self._request(messages, max_tokens, temperature), self.loop_guard)
+
+    def _request(
+        self, messages: list[ChatMessage], max_tokens: int, temperature: float
+    ) -> Generator[str, None, str | None]:
         body = json.dumps(
             {
                 "model": self.model_name,
@@ -84,6 +97,7 @@ class OpenAICompatGenerator:
                 "max_tokens": max_tokens,
                 "temperature": temperature,
                 "stream": True,
+                **self.sampling.openai_fields(),
             },
             ensure_ascii=False,
         ).encode("utf-8")
@@ -108,12 +122,13 @@ class OpenAICompatGenerator:
                     + ("Check llm.openai_api_key." if resp.status in (401, 403) else
                        "Check llm.openai_model and the server's log.")
                 )
-            yield from self._deltas(resp, where)
+            return (yield from self._deltas(resp, where))
         finally:
             conn.close()
 
-    def _deltas(self, resp: http.client.HTTPResponse, where: str) -> Iterator[str]:
+    def _deltas(self, resp: http.client.HTTPResponse, where: str) -> Generator[str, None, str | None]:
         in_reasoning = False
+        finish = None
         try:
             for event in _sse_events(resp):
                 if event == "[DONE]":
@@ -127,6 +142,7 @@ class OpenAICompatGenerator:
                 choices = chunk.get("choices") or []
                 if not choices:
                     continue
+                finish = choices[0].get("finish_reason") or finish
                 delta = choices[0].get("delta") or {}
                 reasoning = delta.get("reasoning_content") or delta.get("reasoning")
                 content = delta.get("content")
@@ -146,6 +162,7 @@ class OpenAICompatGenerator:
                 "It may be overloaded; try again."
             ) from e
         # A think block still open here stays open: the splitter then reports it as unclosed.
+        return finish
 
 
 def _sse_events(resp: http.client.HTTPResponse) -> Iterator[str]:
