@@ -18,7 +18,10 @@ class Generator(Protocol):
     model_name: str
     model_sha256: str | None
 
-    def stream(self, messages: list[ChatMessage], max_tokens: int, temperature: float) -> Iterator[str]: ...
+    def stream(self, messages: list[ChatMessage], max_tokens: int, temperature: float) -> Iterator[str]:
+        """Answer deltas. kb's backends return an ``llm.repetition.AnswerStream``: loops are cut inside it
+        and its ``finish_reason`` ("stop", "length", "repetition") is set once iteration ends."""
+        ...
 
     def count_tokens(self, text: str) -> int: ...
 
