@@ -19,6 +19,17 @@ def _env(data) -> dict[str, str]:
     return env
 
 
+def _initialised(data):
+    """A data dir after `kb init` (SQLite), its connections closed so kb serve finds it free."""
+    from app.services.container import Container
+    from app.services.setup import init
+
+    c = Container(make_settings(data, f"sqlite:///{data / 'kb.sqlite3'}"))
+    init(c, "admin", "admin-password-1")
+    c.engine.dispose()
+    return data
+
+
 def test_serve_refuses_an_uninitialised_data_dir(tmp_path):
     r = subprocess.run([sys.executable, "-m", "app", "serve", "--port", str(free_port())], env=_env(tmp_path / "d"),
                        capture_output=True, text=True, timeout=60)
@@ -27,13 +38,7 @@ def test_serve_refuses_an_uninitialised_data_dir(tmp_path):
 
 
 def test_ctrl_c_stops_ui_and_worker(tmp_path):
-    from app.services.container import Container
-    from app.services.setup import init
-
-    data = tmp_path / "data"
-    c = Container(make_settings(data, f"sqlite:///{data / 'kb.sqlite3'}"))
-    init(c, "admin", "admin-password-1")
-    c.engine.dispose()
+    data = _initialised(tmp_path / "data")
     port = free_port()
     # A terminal's Ctrl-C signals the whole foreground process group: emulate it with killpg.
     # A shell without job control starts background commands with SIGINT ignored, and Python keeps an
@@ -58,13 +63,7 @@ def test_ctrl_c_stops_ui_and_worker(tmp_path):
 
 
 def test_kill_9_leaves_no_orphans_and_a_restart_works(tmp_path):
-    from app.services.container import Container
-    from app.services.setup import init
-
-    data = tmp_path / "data"
-    c = Container(make_settings(data, f"sqlite:///{data / 'kb.sqlite3'}"))
-    init(c, "admin", "admin-password-1")
-    c.engine.dispose()
+    data = _initialised(tmp_path / "data")
     port = free_port()
 
     def start() -> subprocess.Popen:
