@@ -11,6 +11,8 @@ from app.settings import LlmSettings
 from llm.llamacpp import LlamaCppGenerator
 from llm.models import default_model_path
 from llm.openai_compat import OpenAICompatGenerator
+from llm.repetition import LoopGuard
+from llm.sampling import Sampling
 from llm.types import Generator
 
 log = logging.getLogger(__name__)
@@ -19,7 +21,15 @@ log = logging.getLogger(__name__)
 def _llamacpp(cfg: LlmSettings, models_dir: Path) -> Generator:
     path = cfg.model_path or default_model_path(models_dir, cfg.model)
     return LlamaCppGenerator(
-        path, sha256=cfg.model_sha256, n_ctx=cfg.n_ctx, n_gpu_layers=cfg.n_gpu_layers, n_threads=cfg.n_threads
+        path,
+        sha256=cfg.model_sha256,
+        n_ctx=cfg.n_ctx,
+        n_gpu_layers=cfg.n_gpu_layers,
+        n_threads=cfg.n_threads,
+        n_threads_batch=cfg.n_threads_batch,
+        n_batch=cfg.n_batch,
+        sampling=Sampling.from_settings(cfg),
+        loop_guard=LoopGuard.from_settings(cfg),
     )
 
 
@@ -35,6 +45,8 @@ def _openai(cfg: LlmSettings, models_dir: Path) -> Generator:
         api_key=key,
         timeout=cfg.openai_timeout,
         context_window=cfg.n_ctx,
+        sampling=Sampling.from_settings(cfg),
+        loop_guard=LoopGuard.from_settings(cfg),
     )
 
 

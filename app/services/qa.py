@@ -21,6 +21,11 @@ from llm.reasoning import ReasoningSplitter
 from llm.types import ChatMessage, SourcePassage
 
 MAX_QUESTION_CHARS = 4000
+# When the model wrote nothing but (hidden) reasoning or stopped at once: say so rather than show a blank.
+EMPTY_ANSWER = {
+    "en": "The model returned no answer text. Ask again, or rephrase the question.",
+    "zh": "模型没有给出回答。请重试，或换一种问法。",
+}
 NO_BASIS = {
     "en": "I have no basis to answer this from the documents you can access.",
     "zh": "根据您有权访问的文档，我无法回答这个问题。",
@@ -80,6 +85,8 @@ class AskResult:
     audit_seq: int | None = None
     condensed: str | None = None  # the standalone question retrieval used (None: no history, none needed)
     condense_method: str = "none"  # none | standalone | model | fallback (see llm.condense)
+    finish_reason: str | None = None  # stop | length | repetition (the loop guard cut it) | None: no generation
+    repetition: dict[str, Any] | None = None  # what the loop guard cut, when it did
 
 
 @dataclass
@@ -180,21 +187,21 @@ def ask(container, caller: Caller, question: str, k: int | None = None,
     ``history``: the conversation so far as OpenAI-style messages (see :func:`parse_history`). A
     follow-up is then rewritten into a standalone question for retrieval and the relevance gate; the
     answer prompt gets the question as asked plus the recent turns."""
-    turns = parse_history(history)
-    question = question.strip()
-    if not question:
-        raise KbError("The question is empty.")
-    if len(question) > MAX_QUESTION_CHARS:
-        raise KbError(f"The question is too long ({len(question)} characters; at most {MAX_QUESTION_CHARS}).")
     s_ret, s_llm = container.settings.retrieval, container.settings.llm
     k = k or s_ret.top_k
-    res = AskResult(question=question)
+    res = AskResult(question=printable(question).strip())
     t0 = time.perf_counter()
     allowed = caller.collection_ids
     if collections is not None:
         allowed = frozenset(collections if allowed is None else set(allowed) & set(collections))
-    outcome, error = "ok", None
+    outcome, error, started = "ok", None, None
     try:
+        turns = parse_history(history)
+        _check_question(question)
+        question = question.strip()
+        # Written before any work, in its own transaction, so a question the server dies on still leaves a
+        # record: a "started" record with no final one after it is an interrupted question.
+        started = _record_start(container, caller, res)
         searched = question
         if turns:
             searched = _condense(container, res, turns)
@@ -216,6 +223,9 @@ def ask(container, caller: Caller, question: str, k: int | None = None,
         else:
             res.passages = relevant  # the search's top passages, once the gate let the question through
             yield from _generate(container, res, s_llm, t0, turns)
+    except GeneratorExit:  # the consumer went away mid-answer (a closed browser tab, a dropped HTTP client)
+        outcome, error = "cancelled", "The answer was not delivered: the client stopped reading."
+        raise
     except KbError as exc:
         outcome, error = "error", str(exc)
         raise
@@ -224,8 +234,27 @@ def ask(container, caller: Caller, question: str, k: int | None = None,
         raise
     finally:
         res.timings["total_ms"] = round((time.perf_counter() - t0) * 1000, 1)
-        _record(container, caller, res, outcome, error)
+        _record(container, caller, res, outcome, error, started)
     yield Event("done", result=res)
+
+
+def printable(text: str) -> str:
+    """``text`` with what cannot be stored as UTF-8 (lone surrogates: bytes that were not UTF-8, as
+    Python decodes a command line) shown as escapes, so even a refused question can be recorded."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _check_question(question: str) -> None:
+    if not isinstance(question, str):
+        raise KbError(f"The question must be text, not {type(question).__name__}.")
+    if printable(question) != question:
+        raise KbError("The question is not valid UTF-8 text (it holds bytes of another encoding). "
+                      "Save or type it as UTF-8 and ask again.")
+    if not question.strip():
+        raise KbError("The question is empty.")
+    if len(question.strip()) > MAX_QUESTION_CHARS:
+        raise KbError(f"The question is too long ({len(question.strip()):,} characters; at most "
+                      f"{MAX_QUESTION_CHARS:,}). Shorten it or ask about one part at a time.")
 
 
 def _relevant(passages: list[Passage], question: str, r) -> tuple[list[Passage], str | None]:
@@ -270,10 +299,11 @@ def _generate(container, res: AskResult, s_llm, t0: float, history: list[ChatMes
     messages, used = build_messages(res.question, sources, gen.count_tokens, gen.context_window, s_llm.max_tokens,
                                     history=history or ())
     res.passages = res.passages[: len(used)]
-    splitter = ReasoningSplitter(getattr(gen, "think_prefilled", False))
+    splitter = ReasoningSplitter(gen.think_prefilled)
     t_gen = time.perf_counter()
     first = None
-    for delta in gen.stream(messages, s_llm.max_tokens, s_llm.temperature):
+    stream = gen.stream(messages, s_llm.max_tokens, s_llm.temperature)
+    for delta in stream:
         if first is None:
             first = time.perf_counter()
             res.timings["first_token_ms"] = round((first - t0) * 1000, 1)
@@ -288,6 +318,14 @@ def _generate(container, res: AskResult, s_llm, t0: float, history: list[ChatMes
         res.timings["tokens_per_s"] = round((res.tokens - 1) / (end - first), 1)
     res.timings["generation_ms"] = round((end - t_gen) * 1000, 1)
     res.reasoning = splitter.reasoning
+    res.finish_reason = stream.finish_reason
+    if stream.repetition is not None:
+        r = stream.repetition
+        res.repetition = {"kind": r.kind, "copies": r.copies, "dropped_chars": r.dropped_chars}
+    if not splitter.answer.strip():
+        res.answer = EMPTY_ANSWER[detect_language(res.question)]
+        yield Event("answer", res.answer)
+        return
     res.answer, cited, res.invalid_citations = check_citations(splitter.answer.strip(), len(res.passages))
     res.answer, attributed = attribute_citations(res.answer, [p.text for p in res.passages])
     res.attributed = attributed
@@ -296,14 +334,27 @@ def _generate(container, res: AskResult, s_llm, t0: float, history: list[ChatMes
         res.citations.append(Citation(n, p.chunk_id, p.document_id, p.title or p.source, p.source, p.position))
 
 
-def _record(container, caller: Caller, res: AskResult, outcome: str, error: str | None) -> None:
+def _record_start(container, caller: Caller, res: AskResult) -> int:
+    with container.sessions.begin() as s:
+        rec = audit.append(s, container.vault, kind="query", action="ask.start", outcome="started",
+                           actor=actor(caller), sealed={"question": res.question})
+        return rec.seq
+
+
+def _record(container, caller: Caller, res: AskResult, outcome: str, error: str | None,
+            started: int | None = None) -> None:
     details: dict[str, Any] = {
         "retrieved": [{"chunk_id": p.chunk_id, "document_id": p.document_id, "score": round(p.score, 4),
                        "dense": None if p.dense_score is None else round(p.dense_score, 4)} for p in res.passages],
         "citations": [c.n for c in res.citations], "cited_chunks": [c.chunk_id for c in res.citations],
         "invalid_citations": res.invalid_citations, "refused": res.refused, "model": res.model,
         "model_sha256": res.model_sha256, "timings": res.timings, "tokens": res.tokens,
+        "finish_reason": res.finish_reason,
     }
+    if started is not None:
+        details["started_seq"] = started
+    if res.repetition:
+        details["repetition"] = res.repetition
     if res.condense_method != "none":
         details["condense"] = res.condense_method
     sealed = {"question": res.question, "answer": res.answer, "refusal_reason": res.refusal_reason,

@@ -124,3 +124,73 @@ def test_chinese_questions_use_the_word_overlap_gate(kb, monkeypatch):
     monkeypatch.setattr(type(kb.generator), "stream", boom)
     off = qa.ask_blocking(kb, qa.caller_for(kb, None, "cli"), "火星有几颗天然卫星？")
     assert off.refused and "无法回答" in off.answer
+
+
+def _query_records(kb) -> list[AuditRecord]:
+    with kb.sessions() as s:
+        return list(s.scalars(select(AuditRecord).where(AuditRecord.kind == "query").order_by(AuditRecord.seq)))
+
+
+def test_a_started_record_comes_first_and_the_final_one_points_to_it(kb):
+    res = qa.ask_blocking(kb, qa.caller_for(kb, None, "cli"), "How many days of paid annual leave per year?")
+    start, final = _query_records(kb)[-2:]
+    assert (start.action, start.outcome) == ("ask.start", "started")
+    assert final.seq == res.audit_seq and final.details["started_seq"] == start.seq
+    assert final.details["finish_reason"] in ("stop", "length", "repetition")
+    with kb.sessions() as s:
+        assert audit.open_payload(s, kb.vault, start)["question"].startswith("How many days")
+
+
+def test_a_question_the_process_dies_on_still_has_its_started_record(kb, monkeypatch):
+    """The started record is committed before any work: a crash mid-answer (here the model raises a
+    BaseException, as a killed interpreter would never return) leaves it behind."""
+
+    class Killed(BaseException):
+        pass
+
+    def die(*_a, **_k):
+        raise Killed
+
+    monkeypatch.setattr(type(kb.generator), "stream", die)
+    monkeypatch.setattr(qa, "_record", lambda *a, **k: None)  # the process is gone: nothing runs after
+    with pytest.raises(Killed):
+        qa.ask_blocking(kb, qa.caller_for(kb, None, "cli"), "How many days of paid annual leave per year?")
+    last = _query_records(kb)[-1]
+    assert (last.action, last.outcome) == ("ask.start", "started")
+
+
+def test_a_reader_that_goes_away_mid_answer_is_logged_cancelled(kb):
+    events = qa.ask(kb, qa.caller_for(kb, None, "ui"), "How many days of paid annual leave per year?")
+    for ev in events:
+        if ev.kind == "answer":
+            break
+    events.close()  # what Streamlit does when the browser tab closes mid-stream
+    last = _query_records(kb)[-1]
+    assert (last.action, last.outcome) == ("ask", "cancelled")
+    with kb.sessions() as s:
+        assert "stopped reading" in audit.open_payload(s, kb.vault, last)["error"]
+
+
+def test_invalid_utf8_question_is_refused_with_a_reason_and_recorded(kb):
+    question = b"How many days of leave \xff\xfe?".decode("utf-8", "surrogateescape")  # as argv decodes it
+    with pytest.raises(qa.KbError, match="not valid UTF-8"):
+        qa.ask_blocking(kb, qa.caller_for(kb, None, "cli"), question)
+    last = _query_records(kb)[-1]
+    assert (last.action, last.outcome) == ("ask", "error")
+    with kb.sessions() as s:
+        payload = audit.open_payload(s, kb.vault, last)
+    assert payload["question"] == "How many days of leave \\udcff\\udcfe?" and "UTF-8" in payload["error"]
+
+
+def test_too_long_question_says_how_long_and_is_recorded(kb):
+    with pytest.raises(qa.KbError, match=r"too long \(4,001 characters; at most 4,000\)"):
+        qa.ask_blocking(kb, qa.caller_for(kb, None, "cli"), "x" * 4001)
+    assert _query_records(kb)[-1].outcome == "error"
+
+
+def test_an_empty_answer_is_replaced_by_a_message(kb, monkeypatch):
+    from llm.repetition import AnswerStream
+
+    monkeypatch.setattr(type(kb.generator), "stream", lambda *_a, **_k: AnswerStream(iter(()), None))
+    res = qa.ask_blocking(kb, qa.caller_for(kb, None, "cli"), "How many days of paid annual leave per year?")
+    assert res.answer == qa.EMPTY_ANSWER["en"] and not res.citations

@@ -145,3 +145,18 @@ def test_openai_finish_reason_is_kept(looping_server) -> None:
     url, _, _ = looping_server
     stream = OpenAICompatGenerator(url, "m", loop_guard=None).stream(MESSAGES, 64, 0.1)
     assert "".join(stream) == LOOP and stream.finish_reason == "stop"
+
+
+def test_settings_reach_the_generators_the_registry_builds(tmp_path) -> None:
+    """What an operator sets under llm.* is what the backend uses (not the dataclass defaults)."""
+    from llm.registry import build_generator
+
+    cfg = LlmSettings(repeat_penalty=1.3, top_k=0, seed=7, loop_guard=False, n_threads_batch=1, n_batch=64,
+                      model_path=tmp_path / "m.gguf", openai_base_url="http://127.0.0.1:9/v1")
+    local = build_generator(cfg, tmp_path)
+    assert local.sampling == Sampling.from_settings(cfg)
+    assert local.sampling.repeat_penalty == 1.3 and local.loop_guard is None
+    assert (local._n_threads_batch, local._n_batch) == (1, 64)
+    remote = build_generator(cfg.model_copy(update={"backend": "openai", "loop_min_repeats": 4,
+                                                    "loop_guard": True}), tmp_path)
+    assert remote.sampling.seed == 7 and remote.loop_guard == LoopGuard(min_repeats=4)
