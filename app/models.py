@@ -45,6 +45,7 @@ class User(Base):
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
+    language: Mapped[str | None] = mapped_column(String(8))  # interface language the user picked
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -191,7 +192,26 @@ class ApiKey(Base):
     user: Mapped[User] = relationship()
 
 
+class WebSession(Base):
+    """A browser session. Only SHA-256 digests of the cookie token and of the one-time hand-off are stored."""
+
+    __tablename__ = "web_sessions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    handoff_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    password_stamp: Mapped[str] = mapped_column(String(64))  # digest of the password hash it was opened with
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_reason: Mapped[str | None] = mapped_column(String(24))
+    dek_id: Mapped[str | None] = mapped_column(String(36))
+    conversation_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    user: Mapped[User] = relationship()
+
+
 __all__ = [
     "ApiKey", "AuditRecord", "Base", "Chunk", "Collection", "DataKey", "Document", "Grant", "IndexEvent",
-    "Job", "KeyVersion", "User", "utcnow",
+    "Job", "KeyVersion", "User", "WebSession", "utcnow",
 ]

@@ -231,6 +231,8 @@ class UiSettings(BaseModel):
     host: str = Field("127.0.0.1", description="Address the web UI listens on.")
     port: int = Field(8501, description="Port of the web UI.")
     session_minutes: int = Field(30, description="Idle minutes before a signed-in session expires.")
+    session_hours: float = Field(12, description="Hours after sign-in when a browser session ends however active "
+                                 "it was (absolute expiry).")
     lockout_attempts: int = Field(5, description="Failed logins before an account is locked.")
     lockout_minutes: int = Field(15, description="How long a locked account stays locked.")
     max_upload_mb: float = Field(200, description="Largest single upload.")
