@@ -51,7 +51,7 @@ from app.models import AuditRecord, DataKey
 
 GENESIS = "0" * 64
 _PG_LOCK_KEY = 0x6B62_6175  # "kbau"
-KINDS = ("query", "admin", "anchor")
+KINDS = ("query", "admin", "feedback", "anchor")  # feedback: a rating of an answer (app.services.feedback)
 PURGE_SETTING = "kb.audit_purge"  # the PostgreSQL trigger lets a purge delete only with this set
 
 # The one list of what a record's hash covers (besides prev_hash, which prefixes the bytes). Every
@@ -121,8 +121,9 @@ def append(session: Session, vault: Vault, *, kind: str, action: str, actor: Act
            target: str | None = None, details: dict[str, Any] | None = None,
            sealed: dict[str, Any] | None = None) -> AuditRecord:
     """Append one record in the caller's transaction. `sealed` holds the fields only auditors may read."""
-    if kind not in ("query", "admin"):
-        raise ValueError(f"audit kind must be 'query' or 'admin', not {kind!r} (anchors come only from purge)")
+    if kind not in ("query", "admin", "feedback"):
+        raise ValueError(f"audit kind must be 'query', 'admin' or 'feedback', not {kind!r} (anchors come only "
+                         "from purge)")
     return _append(session, vault, kind=kind, action=action, actor=actor, outcome=outcome, target=target,
                    details=details, sealed=sealed)
 

@@ -113,7 +113,8 @@ def record_json(v: auditing.AuditView) -> dict[str, Any]:
 @router.get("/audit/records", summary="The audit log, newest first (auditors and admins; staff: their own)")
 def audit_records(request: Request, who: Caller = Depends(caller), actor: str | None = None,
                   since: datetime | None = None, until: datetime | None = None, contains: str | None = None,
-                  kind: Literal["query", "admin", "anchor"] | None = None, limit: int = Query(100, ge=1, le=1000),
+                  kind: Literal["query", "admin", "feedback", "anchor"] | None = None,
+                  limit: int = Query(100, ge=1, le=1000),
                   offset: int = Query(0, ge=0)) -> dict[str, Any]:
     rows = auditing.query(_container(request), who, actor=actor, since=since, until=until, contains=contains,
                           kind=kind, limit=limit, offset=offset)

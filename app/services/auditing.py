@@ -55,6 +55,7 @@ class AuditView:
     hash: str
     prev_hash: str = ""
     payload_error: str | None = None  # set when the sealed part could not be opened
+    comment: str | None = None  # a feedback record's comment (sealed)
 
 
 @dataclass(frozen=True)
@@ -109,12 +110,12 @@ def _view(session, vault, row: Any) -> AuditView:
         seq=row.seq, created_at=audit.utc(row.created_at), kind=row.kind, action=row.action, actor=row.actor,
         actor_role=row.actor_role, client=row.client, target=row.target, outcome=row.outcome,
         details=dict(row.details or {}), question=payload.get("question"), answer=payload.get("answer"),
-        reason=reason, hash=row.hash, prev_hash=row.prev_hash, payload_error=error,
+        reason=reason, hash=row.hash, prev_hash=row.prev_hash, payload_error=error, comment=payload.get("comment"),
     )
 
 
 def _matches(v: AuditView, needle: str) -> bool:
-    return any(needle in (s or "").casefold() for s in (v.question, v.answer, v.target, v.reason))
+    return any(needle in (s or "").casefold() for s in (v.question, v.answer, v.target, v.reason, v.comment))
 
 
 # --- reading -----------------------------------------------------------------------------------
