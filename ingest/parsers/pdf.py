@@ -5,19 +5,23 @@ pure-Python readers give up on, extracts text several times faster than pdfminer
 AES/RC4 files opened with an empty user password, and is Apache-2.0/BSD licensed. PyMuPDF would be
 as good but is AGPL, which a private on-premises product cannot ship.
 
-Pages without a text layer that hold an image (scans) are rendered at ``ingest.ocr_dpi`` and read
+Tables in the text layer become Markdown rows (ingest.parsers.pdf_tables), which the chunker keeps
+under their header. Pages without a text layer that hold an image (scans) are rendered at ``ingest.ocr_dpi`` and read
 with OCR (ingest.ocr); pages with text are never rendered, so text PDFs cost what they did. A password
 given for this one parse (``ingest.options``) opens an encrypted file.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
 from ingest.options import current
 from ingest.parsers.base import finish, guard
 from ingest.types import DocStatus, IngestError, ParsedDocument, Section
+
+log = logging.getLogger(__name__)
 
 MIN_TEXT_CHARS = 10  # a page with fewer non-blank characters than this counts as having no text layer
 
@@ -53,20 +57,26 @@ class PdfParser:
                     DocStatus.failed, f"PDF is damaged and cannot be opened ({exc}); re-export or repair it"
                 ) from exc
             try:
-                sections, scans = [], []
+                sections, scans, tables = [], [], 0
                 for number in range(len(doc)):
                     page = doc[number]
                     textpage = page.get_textpage()
                     try:
                         text = textpage.get_text_bounded()
-                        if len("".join(text.split())) < MIN_TEXT_CHARS and _has_image(page):
-                            scans.append(number)
+                        if len("".join(text.split())) < MIN_TEXT_CHARS:
+                            if _has_image(page):
+                                scans.append(number)
+                        else:
+                            text, found = _with_tables(textpage, text, page.get_width())
+                            tables += found
                     finally:
                         textpage.close()
                         page.close()
                     sections.append(Section(text=text, page=number + 1))
                 meta = {k: v for k, v in doc.get_metadata_dict().items() if v and k in ("Author", "Title")}
                 metadata = {"pages": str(len(doc)), **{k.lower(): v for k, v in meta.items()}}
+                if tables:
+                    metadata["tables"] = str(tables)
                 n_pages = len(doc)
             except BaseException:
                 doc.close()
@@ -79,6 +89,20 @@ class PdfParser:
                 doc.close()
         reason = "no text layer: scanned/image-only PDF" + ("; OCR is off (ingest.ocr_enabled)" if scans else "")
         return finish(sections, "pdf", title=meta.get("Title"), metadata=metadata, empty_reason=reason)
+
+
+def _with_tables(textpage, text: str, width: float) -> tuple[str, int]:
+    """The page text with its tables as Markdown rows (ingest.parsers.pdf_tables), and how many.
+    The finder is a heuristic over character boxes: if it trips on an odd page, the page keeps
+    PDFium's plain text rather than failing the document."""
+    from ingest.parsers import pdf_tables
+
+    try:
+        found = pdf_tables.page_text(textpage, width)
+    except Exception:
+        log.warning("table finder failed on a page; keeping its plain text", exc_info=True)
+        return text, 0
+    return found if found is not None else (text, 0)
 
 
 def _has_image(page) -> bool:
