@@ -72,6 +72,9 @@ class FaissIndex:
         self.ivf_nprobe = ivf_nprobe
         self.use_gpu = use_gpu
         self._lock = threading.RLock()
+        # Set by an owner that rebuilds in the background (app.services.search): add/remove then never
+        # convert or compact inline, the owner asks rebuild_due() and swaps in rebuilt(...) instead.
+        self.defer_rebuilds = False
         self._tombstones: set[int] = set()  # removed ids still stored in an HNSW graph
         self._gpu_index: faiss.Index | None = None
         self._gpu_dirty = True
@@ -129,6 +132,38 @@ class FaissIndex:
             self._index.add_with_ids(vecs, ids)
         self._gpu_dirty = True
 
+    # ---- rebuilding beside a live index -------------------------------------------------------
+
+    def rebuild_due(self) -> str | None:
+        """The structure a rebuild should produce now, or None: HNSW once ``auto`` passes the threshold,
+        the same structure again when a fifth of an approximate index is tombstones."""
+        with self._lock:
+            if self.kind == "auto" and self.structure == "flat" and len(self) > self.approx_threshold:
+                return "hnsw"
+            if self.structure in ("hnsw", "ivf") and len(self._tombstones) > 0.2 * max(self._index.ntotal, 1):
+                return self.structure
+            return None
+
+    def live_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of every live entry: a copy, so a rebuild can run without this index's lock."""
+        with self._lock:
+            ids = self._live_ids()
+            vecs = self._index.reconstruct_batch(ids) if ids.size else np.zeros((0, self.dim), np.float32)
+            return ids, vecs
+
+    def rebuilt(self, structure: str, ids: np.ndarray, vectors: np.ndarray) -> FaissIndex:
+        """A new index with this one's settings, of ``structure``, holding ``ids``/``vectors``. Touches
+        nothing of this index, so searches go on here while it is built."""
+        new = FaissIndex(self.dim, kind=self.kind, approx_threshold=self.approx_threshold, hnsw_m=self.hnsw_m,
+                         ef_construction=self.ef_construction, ef_search=self.ef_search,
+                         ivf_nprobe=self.ivf_nprobe, use_gpu=self.use_gpu)
+        new.defer_rebuilds = self.defer_rebuilds
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
+        new._index = new._new_index(structure, train=vectors if structure == "ivf" else None)
+        if ids.size:
+            new._index.add_with_ids(vectors, _as_ids(ids))
+        return new
+
     # ---- VectorIndex ------------------------------------------------------------------------
 
     def __len__(self) -> int:
@@ -155,7 +190,8 @@ class FaissIndex:
                 self._index = self._new_index("ivf", train=vectors)
             self._index.add_with_ids(vectors, ids)
             self._gpu_dirty = True
-            if self.kind == "auto" and self.structure == "flat" and len(self) > self.approx_threshold:
+            if not self.defer_rebuilds and self.kind == "auto" and self.structure == "flat" and \
+                    len(self) > self.approx_threshold:
                 log.info("Vector index passed %d chunks: converting to HNSW.", self.approx_threshold)
                 self._rebuild("hnsw")
 
@@ -170,7 +206,7 @@ class FaissIndex:
                 # hide the ids, compact when a fifth is dead.
                 present = ids[np.isin(ids, self._all_ids())]
                 self._tombstones.update(present.tolist())
-                if len(self._tombstones) > 0.2 * max(self._index.ntotal, 1):
+                if not self.defer_rebuilds and self.rebuild_due():
                     self._rebuild(self.structure)
             else:
                 self._index.remove_ids(faiss.IDSelectorBatch(ids))

@@ -5,6 +5,12 @@ Indexes are derived data. On first use they are loaded from sealed snapshots und
 following ``index_events`` past a watermark, so chunks added or deleted by any worker show up
 without a restart. Access control happens inside the search: only chunk ids of collections the
 caller may read are candidates, so no k can leak a chunk of another collection.
+
+Rebuilds never make a search wait: past ``retrieval.approx_threshold`` chunks (and when a fifth of an
+HNSW graph is deleted entries) the dense index's successor is built in a background thread from a copy
+of the vectors while searches go on with the current one; changes made meanwhile are replayed onto it
+and it is swapped in under the lock in one assignment. ``rebuild`` (``kb index rebuild``) likewise
+reads the chunks table without holding the search lock.
 """
 
 from __future__ import annotations
@@ -80,6 +86,9 @@ class SearchIndex:
         self._last_snapshot = 0.0
         self._dirty = False
         self._allowed: dict[frozenset[int], set[int]] = {}
+        self._build_lock = threading.Lock()  # one rebuild at a time (background or `rebuild`)
+        self._pending: list[tuple[str, np.ndarray]] | None = None  # dense changes made during a background build
+        self._builder: threading.Thread | None = None
 
     # --- building ------------------------------------------------------------------------------
     def _new_indexes(self, expected: int):
@@ -87,6 +96,7 @@ class SearchIndex:
         dense = make_vector_index(self.c.embedder.dim, kind=r.index_kind, approx_threshold=r.approx_threshold,
                                   use_gpu=r.use_gpu, expected_size=expected, hnsw_m=r.hnsw_m,
                                   ef_search=r.hnsw_ef_search)
+        dense.defer_rebuilds = True  # conversions and compactions run beside the live index (below)
         return dense, BM25Index(k1=r.bm25_k1, b=r.bm25_b, tokenizer=r.tokenizer)
 
     def _ensure(self) -> None:
@@ -100,8 +110,10 @@ class SearchIndex:
             self._loaded = True
 
     def rebuild(self, progress=None) -> int:
-        """Recreate both indexes from the chunks table. Returns the chunk count."""
-        with self._lock, self.c.sessions() as s:
+        """Recreate both indexes from the chunks table. Returns the chunk count. Searches go on with the
+        current indexes meanwhile; events applied to those after the new ones' watermark are applied again
+        by the next refresh (adding a chunk already present is skipped, removing an absent one is a no-op)."""
+        with self._build_lock, self.c.sessions() as s:
             watermark = s.scalar(select(func.max(IndexEvent.id))) or 0
             total = s.scalar(select(func.count()).select_from(Chunk)) or 0
             dense, bm25 = self._new_indexes(total)
@@ -119,11 +131,12 @@ class SearchIndex:
                 if progress:
                     progress(len(rows))
                 s.expunge_all()
-            self._dense, self._bm25, self._collection_of, self._watermark = dense, bm25, collection_of, watermark
-            self._allowed.clear()
-            self._loaded = True
-            self._dirty = True
-            self.save_snapshot(force=True)
+            with self._lock:
+                self._dense, self._bm25, self._collection_of, self._watermark = dense, bm25, collection_of, watermark
+                self._allowed.clear()
+                self._loaded = True
+                self._dirty = True
+                self.save_snapshot(force=True)
             return len(collection_of)
 
     def _open_rows(self, s: Session, rows: list[Chunk]) -> tuple[np.ndarray, list[str], np.ndarray]:
@@ -152,20 +165,91 @@ class SearchIndex:
                     self._bm25.remove(ev.chunk_ids)
                     for i in ev.chunk_ids:
                         self._collection_of.pop(i, None)
+                    self._note("remove", ids)
                 else:
-                    rows = s.scalars(select(Chunk).where(Chunk.id.in_(ev.chunk_ids)).order_by(Chunk.id)).all()
+                    # Chunks are immutable: one already held (a rebuild read it before this event) is skipped.
+                    new_ids = [i for i in ev.chunk_ids if i not in self._collection_of]
+                    rows = s.scalars(select(Chunk).where(Chunk.id.in_(new_ids)).order_by(Chunk.id)).all() \
+                        if new_ids else []
                     if rows:  # rows may be gone already if the document was deleted later
                         ids, texts, vecs = self._open_rows(s, rows)
                         self._dense.add(ids, vecs)
                         self._bm25.add(ids.tolist(), texts)
                         self._collection_of.update({r.id: r.collection_id for r in rows})
+                        self._note("add", ids)
                 self._watermark = ev.id
             if events:
                 self._dirty = True
                 self._allowed.clear()
                 if time.monotonic() - self._last_snapshot > SNAPSHOT_EVERY_S:
                     self.save_snapshot()
+            self._start_background_rebuild()
             return len(events)
+
+    def watermark(self) -> int:
+        """The last index event the index has applied (after applying pending ones): its state."""
+        self.refresh()
+        return self._watermark
+
+    # --- background rebuilds of the dense index ------------------------------------------------
+    @property
+    def building(self) -> bool:
+        """Whether a successor of the dense index is being built in the background now."""
+        return self._builder is not None and self._builder.is_alive()
+
+    def wait_for_build(self, timeout: float | None = None) -> bool:
+        """Wait until no background build runs; False if one still runs after ``timeout`` seconds."""
+        t = self._builder
+        if t is not None:
+            t.join(timeout)
+        return not self.building
+
+    def _note(self, op: str, ids: np.ndarray) -> None:
+        if self._pending is not None:
+            self._pending.append((op, ids))
+
+    def _start_background_rebuild(self) -> None:
+        """Called under the lock: start building the dense index's successor when one is due."""
+        dense = self._dense
+        if dense is None or self._pending is not None or not getattr(dense, "defer_rebuilds", False):
+            return
+        structure = dense.rebuild_due()
+        if structure is None or not self._build_lock.acquire(blocking=False):
+            return
+        self._pending = []  # from now on every change to ``dense`` is noted, to replay onto the successor
+        log.info("Building a %s vector index of %d chunks in the background.", structure, len(dense))
+        self._builder = threading.Thread(target=self._build_and_swap, args=(dense, structure),
+                                         name="kb-index-build", daemon=True)
+        self._builder.start()
+
+    def _build_and_swap(self, old, structure: str) -> None:
+        try:
+            t0 = time.perf_counter()
+            ids, vecs = old.live_vectors()  # a copy taken under the dense index's own lock only
+            new = old.rebuilt(structure, ids, vecs)
+            del vecs
+            with self._lock:
+                if self._dense is not old:  # replaced meanwhile (a rebuild or a snapshot load): drop this one
+                    return
+                for op, changed in self._pending or []:
+                    if op == "remove":
+                        new.remove(changed)
+                        continue
+                    present, pvecs = old.vectors(changed)
+                    have, _ = new.vectors(present)  # already in the copy: the same immutable chunk
+                    keep = ~np.isin(present, have)
+                    if keep.any():
+                        new.add(present[keep], pvecs[keep])
+                self._dense = new
+                self._dirty = True
+            log.info("Swapped in the %s vector index (%d chunks) after %.1f s.", structure, len(new),
+                     time.perf_counter() - t0)
+        except Exception:
+            log.exception("Background vector index build failed; the current index stays in use.")
+        finally:
+            with self._lock:
+                self._pending = None
+            self._build_lock.release()
 
     # --- snapshots (sealed) --------------------------------------------------------------------
     # Several replicas may share one data dir. Each snapshot goes to its own generation folder
@@ -289,6 +373,7 @@ class SearchIndex:
             from retrieval.dense import FaissIndex
 
             dense = FaissIndex.from_bytes(crypto.open_file(dek, folder / "dense.kbf", aad("dense")), use_gpu=r.use_gpu)
+            dense.defer_rebuilds = True
             bm25 = BM25Index.from_bytes(crypto.open_file(dek, folder / "bm25.kbf", aad("bm25")))
         except FileNotFoundError:
             if last_try:
@@ -340,7 +425,6 @@ class SearchIndex:
                 hits = [h if h.dense_score is not None else
                         SearchHit(h.chunk_id, h.score, scores.get(h.chunk_id), h.bm25_score) for h in hits]
         return hits
-
 
     def _searcher(self, query: str, mode: str | None) -> HybridSearcher:
         r = self.c.settings.retrieval
