@@ -31,6 +31,10 @@ PAGES = {
     session.USERS: st.Page("views/users.py", title="Users & access", icon=":material/group:", url_path="users"),
     session.QUERY_LOG: st.Page("views/query_log.py", title="Query log", icon=":material/policy:",
                                url_path="query-log"),
+    session.RETRIEVAL_TEST: st.Page("views/retrieval_test.py", title="Retrieval test", icon=":material/troubleshoot:",
+                                    url_path="retrieval-test"),
+    session.DASHBOARD: st.Page("views/dashboard.py", title="Dashboard", icon=":material/monitoring:",
+                               url_path="dashboard"),
 }
 
 user = common.signed_in()

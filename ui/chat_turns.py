@@ -36,6 +36,7 @@ class Turn:
     sources: list[Source] = field(default_factory=list)
     timings: dict[str, Any] = field(default_factory=dict)
     searched: str | None = None  # the standalone question a follow-up was searched as
+    audit_seq: int | None = None  # the answer's audit record: what feedback is tied to
 
 
 def conversation(turns: list[Turn]) -> list[dict[str, str]]:
@@ -67,7 +68,8 @@ def turn_from(result: qa.AskResult) -> Turn:
     sources = [Source(i, p.source, p.title or p.source, p.collection, p.position, p.text, i in cited)
                for i, p in enumerate(result.passages, 1)]
     return Turn(result.question, result.answer, result.reasoning, result.refused, result.refusal_reason,
-                sources=sources, timings=dict(result.timings), searched=result.condensed)
+                sources=sources, timings=dict(result.timings), searched=result.condensed,
+                audit_seq=result.audit_seq)
 
 
 def render_source(src: Source, answer: str) -> None:

@@ -13,9 +13,10 @@ from app.models import User
 
 # Page keys in navigation order. The UI maps each key to a page; nothing else decides access.
 CHAT, DOCUMENTS, USERS, QUERY_LOG = "chat", "documents", "users", "query_log"
+RETRIEVAL_TEST, DASHBOARD = "retrieval_test", "dashboard"
 ROLE_PAGES: dict[str, tuple[str, ...]] = {
     "staff": (CHAT,),
-    "admin": (CHAT, DOCUMENTS, USERS),
+    "admin": (CHAT, DOCUMENTS, USERS, RETRIEVAL_TEST, DASHBOARD),
     "auditor": (QUERY_LOG,),  # plus Chat when the auditor has been granted a collection
 }
 GENERIC_FAILURE = "Wrong user name or password."

@@ -9,6 +9,7 @@ import streamlit as st
 from app.errors import KbError
 from app.services import chat, qa, session
 from ui import common
+from ui import feedback as feedback_ui
 from ui.chat_turns import (
     CHAT_KEY,
     PENDING_KEY,
@@ -103,12 +104,14 @@ elif not turns:
     st.caption("Answers come only from the documents in the collections you can read, with numbered sources. "
                "When the documents do not cover a question, kb says so instead of guessing.")
 
+feedback_ui.known_ratings(user, [turn.audit_seq for turn in turns if turn.audit_seq])
 for turn in turns:
     with st.chat_message("user"):
         st.markdown(safe_markdown(turn.question))
         render_searched(turn)
     with st.chat_message("assistant"):
         render_answer(turn)
+        feedback_ui.render(user, turn.audit_seq)
 
 typed = st.chat_input("Ask a question about your documents", disabled=not collections, max_chars=qa.MAX_QUESTION_CHARS)
 question = typed or st.session_state.pop(PENDING_KEY, None)
@@ -122,4 +125,5 @@ if question and collections:
         else:
             turn = ask_and_stream(user, question, selected, turns, searched_slot)
         render_answer(turn)
+        feedback_ui.render(user, turn.audit_seq)
     turns.append(turn)

@@ -73,7 +73,7 @@ def live_queue(name: str, status: str, collection: str) -> None:
     if not rows:
         st.caption("No documents match." if (name or status or collection) else "No documents yet: upload some above.")
         return
-    st.dataframe(
+    picked = st.dataframe(
         [{"id": d.id, "file": d.source, "collection": d.collection, "status": STATUS_LABEL.get(d.status, d.status),
           "reason": d.reason or "", "chunks": d.n_chunks, "size_kb": round(d.size / 1024, 1),
           "uploaded_by": d.uploaded_by or "", "updated": common.fmt_time(d.updated_at)} for d in rows],
@@ -81,9 +81,15 @@ def live_queue(name: str, status: str, collection: str) -> None:
         column_config={"id": st.column_config.NumberColumn("#", width="small"),
                        "file": st.column_config.TextColumn("File", width="medium"),
                        "collection": "Collection", "status": "Status",
-                       "reason": st.column_config.TextColumn("Reason", width="medium"),
+                       "reason": st.column_config.TextColumn("Reason", width="large",
+                                                             help="Select a row to read the whole reason."),
                        "chunks": "Chunks", "size_kb": "Size (KB)", "uploaded_by": "Uploaded by",
-                       "updated": "Updated"})
+                       "updated": "Updated"},
+        key="queue_table", on_select="rerun", selection_mode="single-row")
+    chosen = [rows[i] for i in (picked.selection.rows if picked is not None else []) if i < len(rows)]
+    for d in chosen:  # the full reason, wrapped, however long (the table cell cuts it)
+        text = f"#{d.id} · {d.source} · {STATUS_LABEL.get(d.status, d.status)}" + (f": {d.reason}" if d.reason else "")
+        (st.error if d.status == "failed" else st.info)(safe_label(text, 4000), icon=":material/info:")
 
 
 def actions(user: session.SessionUser, name: str, status: str, collection: str) -> None:

@@ -81,17 +81,20 @@ def access_tab(admin: session.SessionUser) -> None:
                 st.rerun()
     if not cols:
         return
-    with right, st.form("grant"):
+    with right:
         st.markdown("**Grant or revoke access**")
-        collection = st.selectbox("Collection", [x.name for x in cols])
-        to = st.radio("To", ["a role", "a user"], horizontal=True)
-        role = st.selectbox("Role", ROLES, help="Used when granting to a role.")
-        user = st.selectbox("User", [u.name for u in users.users(c, admin)], help="Used when granting to a user.")
-        write = st.checkbox("May also upload into it")
-        g, r = st.columns(2)
-        grant = g.form_submit_button("Grant", icon=":material/lock_open:")
-        revoke = r.form_submit_button("Revoke", icon=":material/lock:")
-    target = {"role": role} if to == "a role" else {"user": user}
+        # Outside the form, so that changing it shows the one picker that applies at once.
+        to = st.radio("To", ["a role", "a user"], horizontal=True, key="grant_to")
+        with st.form("grant"):
+            collection = st.selectbox("Collection", [x.name for x in cols])
+            if to == "a role":
+                target = {"role": st.selectbox("Role", ROLES, key="grant_role")}
+            else:
+                target = {"user": st.selectbox("User", [u.name for u in users.users(c, admin)], key="grant_user")}
+            write = st.checkbox("May also upload into it")
+            g, r = st.columns(2)
+            grant = g.form_submit_button("Grant", icon=":material/lock_open:")
+            revoke = r.form_submit_button("Revoke", icon=":material/lock:")
     if grant:
         with common.user_errors("Granting access"):
             users.grant(c, admin, collection, write=write, **target)
@@ -110,7 +113,8 @@ def access_tab(admin: session.SessionUser) -> None:
 admin = common.require(session.USERS)
 st.title("Users & access")
 common.show_flash()
-users_section, access = st.tabs(["Users", "Collections and grants"])
+# A keyed tab bar remembers the open tab across reruns: after a grant the admin stays on Collections.
+users_section, access = st.tabs(["Users", "Collections and grants"], key="users_tab", on_change="rerun")
 with users_section:
     users_tab(admin)
 with access:
