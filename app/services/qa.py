@@ -12,6 +12,7 @@ from typing import Any
 
 from app import accounts, audit
 from app.errors import KbError
+from app.services import answer_cache
 from app.services.caller import Caller, actor, operator
 from app.services.search import Passage, embedder_knows, hydrate, lexical_coverage
 from llm.citations import attribute_citations, check_citations
@@ -87,12 +88,13 @@ class AskResult:
     condense_method: str = "none"  # none | standalone | model | fallback (see llm.condense)
     finish_reason: str | None = None  # stop | length | repetition (the loop guard cut it) | None: no generation
     repetition: dict[str, Any] | None = None  # what the loop guard cut, when it did
+    cached_from: int | None = None  # audit seq of the answer this one repeats (app.services.answer_cache)
 
 
 @dataclass
 class Event:
     """A step of a streamed answer: condensed (text: the standalone question searched for, only with
-    history) | passages | reasoning | answer | done."""
+    history) | passages (result: the answer so far, its passages found) | reasoning | answer | done."""
 
     kind: str
     text: str = ""
@@ -195,6 +197,7 @@ def ask(container, caller: Caller, question: str, k: int | None = None,
     if collections is not None:
         allowed = frozenset(collections if allowed is None else set(allowed) & set(collections))
     outcome, error, started = "ok", None, None
+    cache_key = None
     try:
         turns = parse_history(history)
         _check_question(question)
@@ -202,6 +205,14 @@ def ask(container, caller: Caller, question: str, k: int | None = None,
         # Written before any work, in its own transaction, so a question the server dies on still leaves a
         # record: a "started" record with no final one after it is an interrupted question.
         started = _record_start(container, caller, res)
+        cache_key = answer_cache.key_for(container, question, turns, allowed, k)
+        if answer_cache.fill(container, cache_key, res):  # asked before, against this index and model
+            outcome = "refused" if res.refused else "ok"
+            yield from _replay(res)
+            res.timings["total_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+            _record(container, caller, res, outcome, None, started)
+            yield Event("done", result=res)
+            return
         searched = question
         if turns:
             searched = _condense(container, res, turns)
@@ -210,7 +221,7 @@ def ask(container, caller: Caller, question: str, k: int | None = None,
         with container.sessions() as s:
             res.passages = hydrate(container, s, hits)
         res.timings["retrieval_ms"] = round((time.perf_counter() - t0) * 1000, 1)
-        yield Event("passages")
+        yield Event("passages", result=res)  # the sources, shown while the answer is written
         relevant, why_not = _relevant(res.passages, searched, s_ret)
         if not relevant and res.condense_method == "fallback":
             relevant = _relevant_to_a_part(res.passages, question, turns, s_ret)
@@ -233,9 +244,21 @@ def ask(container, caller: Caller, question: str, k: int | None = None,
         outcome, error = "error", f"{type(exc).__name__}"
         raise
     finally:
-        res.timings["total_ms"] = round((time.perf_counter() - t0) * 1000, 1)
-        _record(container, caller, res, outcome, error, started)
+        if res.audit_seq is None:  # a cached answer has its record already
+            res.timings["total_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+            _record(container, caller, res, outcome, error, started)
+    answer_cache.store(container, cache_key, res)
     yield Event("done", result=res)
+
+
+def _replay(res: AskResult) -> Iterator[Event]:
+    """The events of a cached answer, in the order a generated one streams them."""
+    if res.condensed is not None:
+        yield Event("condensed", res.condensed)
+    yield Event("passages")
+    if res.reasoning:
+        yield Event("reasoning", res.reasoning)
+    yield Event("answer", res.answer)
 
 
 def printable(text: str) -> str:
@@ -357,6 +380,8 @@ def _record(container, caller: Caller, res: AskResult, outcome: str, error: str 
         details["repetition"] = res.repetition
     if res.condense_method != "none":
         details["condense"] = res.condense_method
+    if res.cached_from is not None:
+        details["cached"], details["cached_from"] = True, res.cached_from
     sealed = {"question": res.question, "answer": res.answer, "refusal_reason": res.refusal_reason,
               "error": error}  # reasoning is deliberately not logged as the answer
     if res.condensed is not None:
