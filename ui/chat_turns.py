@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
 from typing import Any
 
 import streamlit as st
 
 from app.services import chat, qa
+from ui.i18n import fmt_datetime, fmt_num, t
 from ui.safe_text import highlighted, safe_label, safe_markdown
 
 CHAT_KEY = "kb_chat"  # this browser session's conversation: a list of Turn
@@ -43,10 +45,10 @@ def conversation(turns: list[Turn]) -> list[dict[str, str]]:
     """The conversation so far as OpenAI-style messages for qa.ask: each answered (or refused) turn's
     question and answer; turns that ended in an error are left out."""
     out: list[dict[str, str]] = []
-    for t in turns:
-        if t.error or not t.answer.strip():
+    for turn in turns:
+        if turn.error or not turn.answer.strip():
             continue
-        out += [{"role": "user", "content": t.question}, {"role": "assistant", "content": t.answer}]
+        out += [{"role": "user", "content": turn.question}, {"role": "assistant", "content": turn.answer}]
     return out
 
 
@@ -60,7 +62,56 @@ def render_searched(turn: Turn) -> None:
     """Under the user's question: what kb searched for when it rewrote a follow-up."""
     searched = searched_for(turn)
     if searched:
-        st.caption(safe_label(f"Searched for: {searched}", limit=400))
+        st.caption(safe_label(t("chat.searched_for", text=searched), limit=400))
+
+
+def to_dicts(turns: list[Turn]) -> list[dict[str, Any]]:
+    """The turns as plain JSON-able dicts, kept server-side with the browser session."""
+    return [asdict(turn) for turn in turns]
+
+
+def from_dicts(items: list[dict[str, Any]]) -> list[Turn]:
+    """Turns back from ``to_dicts``; unknown keys (an older or newer layout) are ignored."""
+    known, source_keys = {f.name for f in fields(Turn)}, {f.name for f in fields(Source)}
+    out: list[Turn] = []
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("question"), str):
+            continue
+        data = {k: v for k, v in item.items() if k in known}
+        data["sources"] = [Source(**{k: v for k, v in src.items() if k in source_keys})
+                           for src in item.get("sources") or [] if isinstance(src, dict) and source_keys <= set(src)]
+        out.append(Turn(**data))
+    return out
+
+
+def _quote(text: str) -> str:
+    return "\n".join("> " + line for line in (text or "").strip().splitlines())
+
+
+def export_markdown(turns: list[Turn], user: str, lang: str | None = None, now: datetime | None = None) -> str:
+    """The conversation as a Markdown file: each question, its answer, and the cited sources (document,
+    collection, position and the passage), numbered as in the answer."""
+    when = fmt_datetime(now or datetime.now().astimezone(), lang)
+    out = [f"# {t('export.title', lang)}", "", t("export.meta", lang, user=user, when=when), ""]
+    for i, turn in enumerate(turns, 1):
+        out += [f"## {i}. {t('export.question', lang)}", "", turn.question.strip(), ""]
+        if turn.error:
+            out += [t("export.not_answered", lang, reason=turn.error), ""]
+            continue
+        searched = searched_for(turn)
+        if searched:
+            out += [f"_{t('chat.searched_for', lang, text=searched)}_", ""]
+        out += [f"### {t('export.answer', lang)}", "", (turn.answer or "").strip(), ""]
+        if turn.refused and turn.refusal_reason:
+            out += [f"_{t('chat.no_basis', lang, reason=turn.refusal_reason)}_", ""]
+        cited = [s for s in turn.sources if s.cited]
+        if cited:
+            out += [f"### {t('export.sources', lang)}", ""]
+            for src in cited:
+                where = f" · {src.position}" if src.position else ""
+                out += [f"[{src.n}] **{src.title}** — {src.source} · {t('export.collection', lang)} "
+                        f"{src.collection}{where}", "", _quote(src.text), ""]
+    return "\n".join(out).rstrip() + "\n"
 
 
 def turn_from(result: qa.AskResult) -> Turn:
@@ -75,7 +126,8 @@ def turn_from(result: qa.AskResult) -> Turn:
 def render_source(src: Source, answer: str) -> None:
     where = f" · {src.position}" if src.position else ""
     with st.expander(safe_label(f"[{src.n}] {src.title}{where}"), expanded=False):
-        st.caption(safe_label(f"Document: {src.source} · collection {src.collection}{where}", limit=400))
+        st.caption(safe_label(t("chat.source_caption", source=src.source, collection=src.collection, where=where),
+                              limit=400))
         st.markdown(highlighted(src.text, chat.best_sentence(src.text, answer)))
 
 
@@ -86,22 +138,23 @@ def render_answer(turn: Turn) -> None:
     if turn.refused:
         st.warning(safe_markdown(turn.answer), icon=":material/block:")
         if turn.refusal_reason:
-            st.caption(safe_label(f"No basis to answer: {turn.refusal_reason}", limit=300))
+            st.caption(safe_label(t("chat.no_basis", reason=turn.refusal_reason), limit=300))
         return
     if turn.reasoning.strip():
-        with st.expander("Reasoning", icon=":material/psychology:", expanded=False):
+        with st.expander(t("chat.reasoning"), icon=":material/psychology:", expanded=False):
             st.markdown(safe_markdown(turn.reasoning))
-    st.markdown(safe_markdown(turn.answer) or "_(the model returned no answer)_")
+    st.markdown(safe_markdown(turn.answer) or t("chat.no_answer"))
     cited = [s for s in turn.sources if s.cited]
     if cited:
-        st.caption("Sources — open one to see the passage")
+        st.caption(t("chat.sources"))
         for src in cited:
             render_source(src, turn.answer)
     elif turn.sources:
-        st.caption("The answer cites no passage. Passages consulted:")
+        st.caption(t("chat.uncited"))
         for src in turn.sources:
             render_source(src, turn.answer)
-    t = turn.timings
-    if t.get("total_ms"):
-        st.caption(f"{t['total_ms'] / 1000:.1f} s" + (f" · {t['tokens_per_s']} tokens/s" if t.get("tokens_per_s")
-                                                        else ""))
+    timings = turn.timings
+    if timings.get("total_ms"):
+        seconds = fmt_num(timings["total_ms"] / 1000)
+        rate = timings.get("tokens_per_s")
+        st.caption(t("chat.timing_rate", seconds=seconds, rate=rate) if rate else t("chat.timing", seconds=seconds))

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 import streamlit as st
 
 from app.errors import KbError
-from app.services import session
+from app.services import session, web_sessions
 from app.services.container import Container
 from app.services.session import SessionUser
 from app.settings import Settings
+from ui import i18n
 
 log = logging.getLogger("kb.ui")
 USER_KEY = "kb_user"
@@ -35,41 +35,91 @@ def container() -> Container:
     return _container(key, settings)
 
 
+COOKIE = "kb_session"  # set HttpOnly by ui/server.py; read here, never written by the page
+RESUMED_KEY = "kb_resumed"  # web_sessions.Resumed of this run (must_change_password, language)
+
+
+def browser_cookies() -> Mapping[str, str]:
+    """The cookies of the browser connection this run serves (its websocket handshake).
+
+    A separate function so the AppTest suites can hand in a real session's cookie: AppTest has no
+    browser connection to carry one.
+    """
+    try:
+        return st.context.cookies
+    except Exception:  # no browser behind this run
+        return {}
+
+
+def session_token() -> str | None:
+    token = browser_cookies().get(COOKIE)
+    return token if isinstance(token, str) and token else None
+
+
+def _resume() -> web_sessions.Resumed | None:
+    try:
+        return web_sessions.resume(container(), session_token())
+    except Exception:  # a broken database must not let anyone in
+        log.exception("could not check the browser session")
+        return None
+
+
 def signed_in() -> SessionUser | None:
-    """The user of this browser session, brought up to date; None (with a notice) once it expired."""
-    user: SessionUser | None = st.session_state.get(USER_KEY)
-    if user is None:
+    """The user whose session cookie this browser connection carries, brought up to date; else None.
+
+    Checked on every run: what this Streamlit session remembered counts for nothing without the
+    cookie, so a stolen Streamlit session id reconnected from another browser gets the sign-in page.
+    """
+    had = st.session_state.get(USER_KEY)
+    resumed = _resume()
+    if resumed is None:
+        if had is not None or (session_token() and not st.session_state.get(ENDED_KEY)):
+            # once per ended session: widgets of the sign-in form must survive the runs after it
+            _forget(keep=(i18n.LANG_KEY,))
+            st.session_state[NOTICE_KEY] = i18n.t("session.ended")
+            st.session_state[ENDED_KEY] = True
         return None
-    c = container()
-    fresh = session.touch(c, user)
-    if fresh is None:
-        end_session(user, "expired")
-        st.session_state[NOTICE_KEY] = "Your session ended (idle too long, or the account was disabled). Sign in again."
-        return None
-    st.session_state[USER_KEY] = fresh
-    return fresh
+    if had is not None and had.name != resumed.user.name:
+        _forget(keep=(i18n.LANG_KEY,))  # another user's cookie now: nothing of the last one stays
+    if resumed.language and not st.session_state.get(LANG_CHOSEN_KEY):
+        i18n.set_current(resumed.language)
+        st.session_state[LANG_CHOSEN_KEY] = True
+    st.session_state[USER_KEY] = resumed.user
+    st.session_state[RESUMED_KEY] = resumed
+    return resumed.user
+
+
+LANG_CHOSEN_KEY = "kb_lang_chosen"
+ENDED_KEY = "kb_session_ended"  # the dead cookie of this connection was noticed already
+
+
+def _forget(keep: tuple[str, ...] = ()) -> None:
+    for key in list(st.session_state.keys()):
+        if key not in keep:
+            del st.session_state[key]
 
 
 def end_session(user: SessionUser, reason: str) -> None:
+    """Sign this browser out: the server-side session ends (audited) and this page forgets everything."""
     try:
-        session.sign_out(container(), user, reason)
+        web_sessions.end(container(), session_token(), reason)
     except Exception:  # the audit write must not keep a user signed in
         log.exception("could not record the end of a session")
-    for key in list(st.session_state.keys()):
-        del st.session_state[key]
+    _forget(keep=(i18n.LANG_KEY,))
+    st.session_state[ENDED_KEY] = True  # the cookie this connection still sends is dead: no "session ended"
 
 
 def require(page: str) -> SessionUser:
     """The signed-in user if their role may open ``page``; otherwise the page stops here.
 
     Navigation already hides pages a role may not open; this second check keeps a page safe
-    even when it is run some other way (a stale URL, a test, a future navigation bug).
+    even when it is run some other way (a stale URL, a test, a fragment rerun, a navigation bug).
+    The cookie is checked again, so a live fragment cannot outlive its session.
     """
-    user: SessionUser | None = st.session_state.get(USER_KEY)
-    if user is not None and time.time() - user.last_seen > container().settings.ui.session_minutes * 60:
-        user = None  # a live fragment must not outlive the session
+    resumed = _resume()
+    user = resumed.user if resumed is not None else None
     if not session.may_open(user, page):
-        st.error("You do not have access to this page.")
+        st.error(i18n.t("access.denied"))
         st.stop()
     assert user is not None
     return user
@@ -84,13 +134,12 @@ def user_errors(action: str) -> Iterator[None]:
         st.error(str(exc))
     except Exception:
         log.exception("%s failed", action)
-        st.error(f"{action} failed because of an internal error. The server log has the details.")
+        st.error(i18n.t("error.internal", action=action))
 
 
 def fmt_time(ts) -> str:
-    if ts is None:
-        return ""
-    return ts.astimezone().strftime("%Y-%m-%d %H:%M:%S") if hasattr(ts, "astimezone") else str(ts)
+    """A timestamp in local time, written the way the interface language writes dates."""
+    return i18n.fmt_datetime(ts)
 
 
 def flash(message: str) -> None:

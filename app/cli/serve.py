@@ -14,7 +14,8 @@ import click
 from app.cli import Ctx, pass_ctx
 from app.errors import ConfigError
 
-UI_SCRIPT = Path(__file__).resolve().parents[2] / "ui" / "app.py"
+# ui/server.py wraps ui/app.py in an st.App that adds the session-cookie routes (Streamlit runs it with uvicorn)
+UI_SCRIPT = Path(__file__).resolve().parents[2] / "ui" / "server.py"
 STOP_GRACE_S = 15.0
 
 

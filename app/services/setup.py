@@ -39,6 +39,8 @@ def init(container: Container, admin_name: str = "admin", admin_password: str | 
         if accounts.count_admins(session) == 0:
             password = admin_password or generate_password()
             accounts.add_user(session, admin_name, "admin", password)
+            # the first password was typed on a command line or printed once: the web UI asks for a new one
+            accounts.get_user(session, admin_name).must_change_password = True
             created_name = admin_name
             audit.append(session, vault, kind="admin", action="user.create", target=admin_name,
                          actor=actor or Actor("kb init", "admin", "cli"), details={"role": "admin"})

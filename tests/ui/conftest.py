@@ -9,6 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from app import accounts
+from app.services import web_sessions
 from app.services.session import SessionUser, allowed_pages
 from ui import common
 
@@ -32,6 +33,29 @@ def kb(container, monkeypatch):
     return container
 
 
+# The cookies of the simulated browser. AppTest has no browser connection to carry a cookie, so the
+# pages read this jar instead (common.browser_cookies); the sessions in it are real web_sessions rows.
+COOKIES: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True)
+def browser_cookies(monkeypatch):
+    COOKIES.clear()
+    monkeypatch.setattr(common, "browser_cookies", lambda: COOKIES)
+    yield COOKIES
+    COOKIES.clear()
+
+
+def browser_session(name: str, idle_s: float = 0.0) -> str:
+    """A real session for ``name`` (as if signed in ``idle_s`` seconds ago), its token in the cookie jar."""
+    c = common.container()
+    when = time.time() - idle_s
+    token = web_sessions.complete(c, web_sessions.begin(c, session_user(name), now=when), now=when)
+    assert token
+    COOKIES[common.COOKIE] = token
+    return token
+
+
 def session_user(name: str, idle_s: float = 0.0) -> SessionUser:
     now = time.time()
     role = ROLES[name]
@@ -42,7 +66,7 @@ def app(script: str = "app.py", user: str | None = None, idle_s: float = 0.0) ->
     """An AppTest of ``ui/<script>``, signed in as ``user`` (no sign-in when None)."""
     at = AppTest.from_file(str(UI / script), default_timeout=60)
     if user is not None:
-        at.session_state[common.USER_KEY] = session_user(user, idle_s)
+        browser_session(user, idle_s)
     return at
 
 

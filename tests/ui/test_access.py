@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from sqlalchemy import select
 
 from app.models import AuditRecord
-from app.services import users
-from tests.ui.conftest import PASSWORDS, app, session_user, titles
+from app.services import users, web_sessions
+from tests.ui.conftest import COOKIES, PASSWORDS, app, browser_session, session_user, titles
 from ui import common
 
 TITLES = {"views/chat.py": "Ask the documents", "views/documents.py": "Documents",
@@ -25,11 +27,23 @@ def actions(kb, action: str) -> list[AuditRecord]:
         return list(s.scalars(select(AuditRecord).where(AuditRecord.action == action).order_by(AuditRecord.seq)))
 
 
+HANDOFF = re.compile(r'name="code" value="([^"]+)"')
+
+
 def submit_login(at, name: str, password: str):
+    """Fill in the form; after a good password, do what the browser does with the hand-off form (POST
+    the code to /kb/session, which sets the cookie) and reload."""
     at.text_input(key="login_name").input(name)
     at.text_input(key="login_password").input(password)
-    at.button[0].click()
-    return at.run()
+    next(b for b in at.button if b.label == "Sign in").click()
+    at.run()
+    codes = [m.group(1) for el in at.get("html") for m in [HANDOFF.search(el.proto.body)] if m]
+    if codes:
+        token = web_sessions.complete(common.container(), codes[0])
+        assert token
+        COOKIES[common.COOKIE] = token
+        at.run()
+    return at
 
 
 def test_signed_out_sees_only_the_sign_in_form(kb):
@@ -70,7 +84,7 @@ def test_staff_session_cannot_open_an_admin_page_by_url(kb, page):
     at = app(user="admin").run()
     at.switch_page(page).run()
     assert titles(at) == [TITLES[page]]
-    at.session_state[common.USER_KEY] = session_user("sam")
+    browser_session("sam")  # another user's cookie in the same Streamlit session
     at.run()
     assert titles(at) == ["Ask the documents"]
     assert not [b for b in at.button if b.label in ("Upload and index", "Add user", "Reset password")]
@@ -80,7 +94,7 @@ def test_staff_session_cannot_open_the_query_log_by_url(kb):
     at = app(user="audrey").run()
     at.switch_page("views/query_log.py").run()
     assert titles(at) == ["Query log"]
-    at.session_state[common.USER_KEY] = session_user("sam")
+    browser_session("sam")  # another user's cookie in the same Streamlit session
     at.run()
     assert titles(at) == ["Ask the documents"]
 

@@ -7,19 +7,23 @@ import time
 import streamlit as st
 
 from app.errors import KbError
-from app.services import chat, qa, session
-from ui import common
+from app.services import chat, qa, session, web_sessions
+from ui import common, i18n
 from ui import feedback as feedback_ui
 from ui.chat_turns import (
     CHAT_KEY,
     PENDING_KEY,
     Turn,
     conversation,
+    export_markdown,
+    from_dicts,
     render_answer,
     render_searched,
     searched_for,
+    to_dicts,
     turn_from,
 )
+from ui.i18n import t
 from ui.safe_text import safe_label, safe_markdown
 
 REFRESH_S = 0.08  # at most ~12 redraws a second while streaming
@@ -31,7 +35,7 @@ def ask_and_stream(user: session.SessionUser, question: str, collection_ids: set
     ``searched_slot`` (under the user's question) shows what a rewritten follow-up was searched as."""
     c = common.container()
     status, slot = st.empty(), st.empty()
-    status.caption("Searching your documents…")
+    status.caption(t("chat.searching"))
     answer, last = "", 0.0
     try:
         caller = qa.caller_for(c, user.name, "ui")
@@ -39,13 +43,13 @@ def ask_and_stream(user: session.SessionUser, question: str, collection_ids: set
             if ev.kind == "condensed":
                 searched = searched_for(Turn(question, searched=ev.text))
                 if searched and searched_slot is not None:
-                    searched_slot.caption(safe_label(f"Searched for: {searched}", limit=400))
+                    searched_slot.caption(safe_label(t("chat.searched_for", text=searched), limit=400))
             elif ev.kind == "passages":
-                status.caption("Writing the answer…")
+                status.caption(t("chat.writing"))
             elif ev.kind == "reasoning":
                 if ev.moved:  # what was shown as answer was reasoning after all
                     answer = ""
-                status.caption("Thinking…")
+                status.caption(t("chat.thinking"))
             elif ev.kind == "answer":
                 answer += ev.text
                 if time.monotonic() - last > REFRESH_S:
@@ -59,32 +63,55 @@ def ask_and_stream(user: session.SessionUser, question: str, collection_ids: set
         turn = Turn(question, error=str(exc))
     except Exception:
         common.log.exception("answering failed")
-        turn = Turn(question, error="The answer could not be produced because of an internal error. "
-                                    "The server log has the details.")
+        turn = Turn(question, error=t("chat.internal"))
     else:
-        turn = Turn(question, error="The answer ended unexpectedly; please ask again.")
+        turn = Turn(question, error=t("chat.ended"))
     status.empty()
     slot.empty()
     return turn
 
 
-def sidebar(user: session.SessionUser, collections: list[tuple[int, str]]) -> set[int]:
+def load_turns() -> list[Turn]:
+    """This browser session's open conversation: kept server-side with the session, so a reload
+    brings it back."""
+    if CHAT_KEY not in st.session_state:
+        try:
+            st.session_state[CHAT_KEY] = from_dicts(web_sessions.load_conversation(common.container(),
+                                                                                   common.session_token()))
+        except Exception:
+            common.log.exception("could not restore the conversation")
+            st.session_state[CHAT_KEY] = []
+    return st.session_state[CHAT_KEY]
+
+
+def save_turns(turns: list[Turn]) -> None:
+    try:
+        web_sessions.save_conversation(common.container(), common.session_token(), to_dicts(turns))
+    except Exception:  # the answer is on screen; only a reload would lose it
+        common.log.exception("could not keep the conversation")
+
+
+def sidebar(user: session.SessionUser, collections: list[tuple[int, str]], turns: list[Turn]) -> set[int]:
     with st.sidebar:
         names = {name: cid for cid, name in collections}
-        picked = st.multiselect("Search in", list(names), default=list(names), key="chat_collections",
-                                help="Only collections you have been granted are listed.")
-        if st.button("New conversation", icon=":material/add_comment:", width="stretch",
-                     help="Start over: earlier questions are no longer taken into account."):
-            st.session_state[CHAT_KEY] = []
+        picked = st.multiselect(t("chat.search_in"), list(names), default=list(names), key="chat_collections",
+                                help=t("chat.search_in_help"))
+        if st.button(t("chat.new"), icon=":material/add_comment:", width="stretch", help=t("chat.new_help")):
+            turns.clear()
             st.session_state.pop(PENDING_KEY, None)
-        st.markdown("**Your recent questions**")
+            save_turns(turns)
+        if turns:
+            st.download_button(t("chat.export"), export_markdown(turns, user.name), "kb-conversation.md",
+                               "text/markdown", icon=":material/download:", width="stretch",
+                               help=t("chat.export_help"), key="chat_export")
+        st.markdown(f"**{t('chat.recent')}**")
         try:
             history = chat.past_questions(common.container(), user.name, limit=15)
         except Exception:
             common.log.exception("could not read question history")
             history = []
         if not history:
-            st.caption("Questions you ask appear here.")
+            st.caption(t("chat.recent_empty"))
         for item in history:
             if st.button(safe_label(item.question, 60), key=f"hist_{item.seq}", help=common.fmt_time(item.created_at),
                          width="stretch", type="tertiary"):
@@ -92,17 +119,23 @@ def sidebar(user: session.SessionUser, collections: list[tuple[int, str]]) -> se
     return {names[n] for n in picked}
 
 
+def too_long(question: str) -> None:
+    """Say why the question was not sent, and keep its text so nothing pasted is lost."""
+    st.error(t("chat.too_long", n=i18n.fmt_int(len(question.strip())), limit=i18n.fmt_int(qa.MAX_QUESTION_CHARS)),
+             icon=":material/error:")
+    st.text_area(t("chat.too_long_text"), question, height=160, key="too_long_text")
+
+
 user = common.require(session.CHAT)
-st.title("Ask the documents")
+st.title(t("chat.title"))
 collections = chat.readable_collections(common.container(), user.name)
-selected = sidebar(user, collections)
-turns: list[Turn] = st.session_state.setdefault(CHAT_KEY, [])
+turns = load_turns()
+selected = sidebar(user, collections, turns)
 
 if not collections:
-    st.info("You have no access to any collection yet. Ask an administrator to grant you one.")
+    st.info(t("chat.no_access"))
 elif not turns:
-    st.caption("Answers come only from the documents in the collections you can read, with numbered sources. "
-               "When the documents do not cover a question, kb says so instead of guessing.")
+    st.caption(t("chat.intro"))
 
 feedback_ui.known_ratings(user, [turn.audit_seq for turn in turns if turn.audit_seq])
 for turn in turns:
@@ -113,17 +146,21 @@ for turn in turns:
         render_answer(turn)
         feedback_ui.render(user, turn.audit_seq)
 
-typed = st.chat_input("Ask a question about your documents", disabled=not collections, max_chars=qa.MAX_QUESTION_CHARS)
+# No max_chars: the browser would cut a long paste silently; the length is checked here, with a message.
+typed = st.chat_input(t("chat.placeholder"), disabled=not collections)
 question = typed or st.session_state.pop(PENDING_KEY, None)
-if question and collections:
+if question and collections and len(question.strip()) > qa.MAX_QUESTION_CHARS:
+    too_long(question)
+elif question and collections:
     with st.chat_message("user"):
         st.markdown(safe_markdown(question))
         searched_slot = st.empty()
     with st.chat_message("assistant"):
         if not selected:
-            turn = Turn(question, error="Pick at least one collection to search in (left).")
+            turn = Turn(question, error=t("chat.pick_collection"))
         else:
             turn = ask_and_stream(user, question, selected, turns, searched_slot)
         render_answer(turn)
         feedback_ui.render(user, turn.audit_seq)
     turns.append(turn)
+    save_turns(turns)
