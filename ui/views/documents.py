@@ -7,6 +7,7 @@ import streamlit as st
 from app.services import documents, session
 from ui import common
 from ui.safe_text import safe_label
+from ui.uploader import uploader
 
 BATCH_KEY = "kb_last_batch"  # document ids of this session's last upload
 NEW = "➕ New collection…"
@@ -19,36 +20,27 @@ PENDING = ("queued", "processing")
 
 
 def upload_form(user: session.SessionUser) -> None:
+    """Collection first, then the uploader, which sends each file on its own to /kb/upload (ui/uploader.py):
+    nothing passes through Streamlit's in-memory upload buffer, and the size limit holds before a file is read."""
     c = common.container()
     names = documents.collection_names(c, user)
-    folder = st.segmented_control("Upload", ["Files or .zip archives", "A whole folder"],
-                                  default="Files or .zip archives", key="upload_mode") == "A whole folder"
-    with st.form("upload", clear_on_submit=True):
-        files = st.file_uploader("Choose a folder" if folder else "Files, or a .zip of a whole folder",
-                                 accept_multiple_files="directory" if folder else True,
-                                 help=f"At most {c.settings.ui.max_upload_mb:g} MB per file. Zip archives are "
-                                      "unpacked; Office, PDF, e-mail, web, text and table files are read.")
-        left, right = st.columns(2)
-        choice = left.selectbox("Collection", [*names, NEW], index=names.index("default") if "default" in names else 0)
-        new_name = right.text_input("New collection name", placeholder="only when creating one")
-        go = st.form_submit_button("Upload and index", type="primary", icon=":material/upload:")
-    if not go:
-        return
-    if not files:
-        st.warning("Choose at least one file.")
-        return
+    left, right = st.columns(2)
+    choice = left.selectbox("Collection", [*names, NEW], index=names.index("default") if "default" in names else 0,
+                            key="upload_collection")
+    new_name = right.text_input("New collection name", placeholder="only when creating one", key="upload_new")
     collection = new_name.strip() if choice == NEW else choice
-    with common.user_errors("The upload"), st.spinner(f"Storing {len(files)} file(s)…"):
-        uploads = [documents.Upload(f.name, f) for f in files]
-        results = documents.save_uploads(c, user, uploads, collection)
-        st.session_state[BATCH_KEY] = [r.document_id for r in results if r.document_id]
-        queued = sum(r.outcome == "queued" for r in results)
-        unchanged = sum(r.outcome == "unchanged" for r in results)
-        st.success(f"{len(results)} file(s) received into “{safe_label(collection)}”: {queued} queued for indexing"
-                   + (f", {unchanged} unchanged (already there)" if unchanged else "") + ".")
-        refused = [r for r in results if r.outcome not in ("queued", "unchanged")]
-        for r in refused:
-            st.warning(safe_label(f"{r.source}: {STATUS_LABEL.get(r.outcome, r.outcome)} — {r.reason or ''}", 300))
+    done = uploader(collection, c.settings.ui.max_upload_mb)
+    if done is None:
+        return
+    st.session_state[BATCH_KEY] = [int(i) for i in done.get("ids", []) if isinstance(i, int)]
+    queued, unchanged = int(done.get("queued", 0)), int(done.get("unchanged", 0))
+    st.success(f"{int(done.get('files', 0))} file(s) received into “{safe_label(str(done.get('collection', '')))}”: "
+               f"{queued} queued for indexing" + (f", {unchanged} unchanged (already there)" if unchanged else "")
+               + ".")
+    for r in [*done.get("refused", []), *done.get("failed", [])][:50]:
+        if isinstance(r, dict):
+            what = STATUS_LABEL.get(str(r.get("outcome", "")), str(r.get("outcome") or "failed"))
+            st.warning(safe_label(f"{r.get('source', '')}: {what} — {r.get('reason') or ''}", 300))
 
 
 @st.fragment(run_every=3)

@@ -13,7 +13,8 @@ from ui import common
 from ui.safe_text import safe_label, safe_markdown
 
 AUTO_VERIFY_S = 600  # verify on page view when the last check is older than this
-KINDS = {"query": "questions", "": "all events", "admin": "admin and sign-in events"}
+KINDS = {"query": "questions", "": "all events", "admin": "admin and sign-in events", "feedback": "feedback"}
+RATING = {"up": "Helpful", "down": "Not helpful"}
 
 
 def chain_status(user: session.SessionUser) -> None:
@@ -54,6 +55,15 @@ def filters(user: session.SessionUser) -> dict:
             "kind": kind or None}
 
 
+def summary(r: auditing.AuditView) -> str:
+    """The question column: the question, or what a feedback record rated, or the target."""
+    if r.question:
+        return r.question
+    if r.kind == "feedback":
+        return f"{RATING.get((r.details or {}).get('rating'), '')} · answer #{r.target}"
+    return r.target or ""
+
+
 def detail(user: session.SessionUser, seq: int) -> None:
     c = common.container()
     v = auditing.get(c, user, seq)
@@ -66,6 +76,13 @@ def detail(user: session.SessionUser, seq: int) -> None:
     if v.answer:
         st.markdown("**Answer**")
         st.markdown(safe_markdown(v.answer))
+    if v.kind == "feedback":  # a rating of an earlier answer: which one, how, and the comment
+        answer = (v.details or {}).get("answer_seq") or v.target
+        st.markdown(safe_label(f"**{RATING.get((v.details or {}).get('rating'), '—')}** · on the answer of "
+                               f"record #{answer}", 200))
+        if v.comment:
+            st.markdown("**Comment**")
+            st.markdown(safe_markdown(v.comment))
     if v.reason:
         st.markdown("**Reason**")
         st.markdown(safe_markdown(v.reason))
@@ -101,7 +118,7 @@ with common.user_errors("Reading the log"):
         st.info("No records match these filters.")
         st.stop()
     st.dataframe([{"#": r.seq, "time": common.fmt_time(r.created_at), "user": r.actor or "", "role": r.actor_role or "",
-                   "event": r.action, "outcome": r.outcome, "question": (r.question or r.target or "")[:200]}
+                   "event": r.action, "outcome": r.outcome, "question": summary(r)[:200]}
                   for r in rows], hide_index=True, width="stretch", height=min(420, 38 + 35 * len(rows)))
     if st.button("Prepare CSV export", icon=":material/table_view:", help="All records matching the filters."):
         data, n = auditing.export_csv(common.container(), user, **f)
