@@ -22,7 +22,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -43,6 +44,37 @@ class OcrPage:
     score: float  # mean recognition confidence of the kept lines (0 when none)
     angle: int  # degrees the page was turned (counter-clockwise) to read it upright
     seconds: float
+
+
+@dataclass
+class OcrRun:
+    """What ``read_pages`` read: text per page number, how many pages, and why it stopped early."""
+
+    texts: dict[int, str] = field(default_factory=dict)
+    read: int = 0
+    stopped: str = ""
+
+
+def read_pages(pages: Sequence[tuple[int, Callable[[], object]]], *, max_pages: int, max_seconds: float,
+               progress: Callable[[int, int], None] | None = None) -> OcrRun:
+    """Read ``pages`` (page number, a function giving its PIL image) in order, within the page and time
+    limits of one document (ingest.ocr_max_pages, ingest.ocr_max_seconds). Each page is loaded only
+    when its turn comes, so a limit reached leaves the rest unrendered. ``progress(read, to_read)``
+    is called after each page. The one OCR loop of every parser (images, PDF scans)."""
+    run = OcrRun()
+    started, to_read = time.monotonic(), min(len(pages), max_pages)
+    for number, load in pages:
+        if run.read >= max_pages:
+            run.stopped = f"stopped at the {max_pages}-page OCR limit (ingest.ocr_max_pages)"
+            break
+        if time.monotonic() - started > max_seconds:
+            run.stopped = f"stopped at the {max_seconds:g}-second OCR limit (ingest.ocr_max_seconds)"
+            break
+        run.texts[number] = read(load()).text
+        run.read += 1
+        if progress is not None:
+            progress(run.read, to_read)
+    return run
 
 
 def _engine():

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from sqlalchemy import delete, insert, select, update
 
-from app import blobs
+from app import blobs, foreground
 from app.db import lock_until_commit
 from app.models import Chunk, Document, IndexEvent
 from ingest import queue
 from ingest.chunking import chunk_sections
-from ingest.options import ParseOptions
+from ingest.options import OcrDeferred, ParseOptions
 from ingest.parsers import parse
 from ingest.types import DocStatus, IngestContext, IngestError, ParsedDocument, Section
 
@@ -47,6 +47,11 @@ class StageTimes:
             self.seconds[stage] += t - started
         return t
 
+    def add_seconds(self, stage: str, seconds: float) -> None:
+        if seconds:
+            with self._lock:
+                self.seconds[stage] += seconds
+
 
 @dataclass
 class Prepared:
@@ -69,31 +74,46 @@ class Prepared:
 class Batch:
     """Claimed jobs after parsing: documents waiting for vectors, and the ones already settled."""
 
-    claims: list[queue.Claim]
+    claims: list[queue.Claim]  # the jobs this batch settles (not the deferred ones)
     ready: list[Prepared]
     results: dict[int, DocStatus | None]
+    deferred: list[tuple[queue.Claim, int]] = field(default_factory=list)  # (job, pages) left to the OCR lane
 
 
 InFlight = dict[tuple[int, str], tuple[str, int]]  # (collection, content HMAC) -> (source, document id)
 
 
 def prepare_batch(container: IngestContext, claims: list[queue.Claim], times: StageTimes,
-                  in_flight: InFlight, passwords: Mapping[int, str] | None = None) -> Batch:
+                  in_flight: InFlight, passwords: Mapping[int, str] | None = None, *, defer_ocr: bool = False,
+                  preloaded: list[Loaded] | None = None) -> Batch:
     """Parse, scrub and chunk each claimed document; files that cannot be indexed are settled here.
     Scrubbing runs once over the whole batch (spaCy is much faster on many texts at once).
     ``in_flight`` holds the texts of documents prepared but not yet written (this batch and the one
     being embedded), so a duplicate is caught even before its twin is in the database.
-    ``passwords`` (document id -> password) open encrypted files; only an in-process retry passes them."""
-    batch = Batch(claims, [], {})
-    loaded: list[Loaded] = []
+    ``passwords`` (document id -> password) open encrypted files; only an in-process retry passes them.
+    With ``defer_ocr`` a document that needs OCR is not read here but listed in ``Batch.deferred``
+    (the worker reads it in its OCR lane, ``read_scan``); ``preloaded`` are documents that lane read,
+    joining this batch for scrubbing, chunking, embedding and writing."""
+    batch = Batch([], [], {})
+    loaded: list[Loaded] = list(preloaded or [])
     for claim in claims:
         password = (passwords or {}).get(claim.document_id)
-        item = _guard(container, claim, lambda claim=claim, password=password: load(container, claim, times,
-                                                                                      in_flight, password))
+
+        def step(claim=claim, password=password) -> Loaded | None:
+            return load(container, claim, times, in_flight, password, defer_ocr=defer_ocr,
+                        progress=ocr_progress(container, claim))
+
+        try:
+            item = _guard(container, claim, step)
+        except OcrDeferred as deferred:
+            batch.deferred.append((claim, deferred.pages))
+            continue
+        batch.claims.append(claim)
         if isinstance(item, Loaded):
             loaded.append(item)
         else:
             batch.results[claim.job_id] = item
+    batch.claims.extend(item.claim for item in preloaded or [])
     for item, scrubbed in zip(loaded, scrub_all(container, loaded, times), strict=True):
         prep = _guard(container, item.claim, lambda item=item, scrubbed=scrubbed: chunk(container, item, scrubbed,
                                                                                          times))
@@ -104,14 +124,56 @@ def prepare_batch(container: IngestContext, claims: list[queue.Claim], times: St
     return batch
 
 
+def read_scan(container: IngestContext, claim: queue.Claim, times: StageTimes,
+              in_flight: InFlight) -> Loaded | DocStatus | None:
+    """Parse a document that needs OCR (the worker's OCR lane, beside the text documents). Returns it
+    loaded, or the terminal status it ended with (too large, empty, broken), or None (taken over)."""
+    return _guard(container, claim, lambda: load(container, claim, times, in_flight,
+                                                 progress=ocr_progress(container, claim)))
+
+
+def mark_ocr_waiting(container: IngestContext, claim: queue.Claim, pages: int) -> None:
+    """Show in the queue that the document waits for (or is in) OCR, before its first page is read."""
+    _set_progress(container, claim, f"OCR: 0 of {pages} page{'s' if pages != 1 else ''} read")
+
+
+def ocr_progress(container: IngestContext, claim: queue.Claim):
+    """The callback a parse calls after each OCR page: the document shows ``processing`` with
+    'OCR: 3 of 40 pages read' as its reason, so ``kb docs list`` and the Documents page show progress."""
+    def report(done: int, total: int) -> None:
+        _set_progress(container, claim, f"OCR: {done} of {total} page{'s' if total != 1 else ''} read")
+    return report
+
+
+def _set_progress(container: IngestContext, claim: queue.Claim, reason: str) -> None:
+    try:
+        with container.sessions() as s:  # only while the document is still on its way (never over a result)
+            s.execute(update(Document).where(Document.id == claim.document_id,
+                                             Document.status.in_((DocStatus.queued, DocStatus.processing)))
+                      .values(status=DocStatus.processing, reason=reason))
+            s.commit()
+    except Exception:  # progress is a courtesy: a busy database must not fail the document
+        log.warning("could not record OCR progress of document %s", claim.document_id, exc_info=True)
+
+
 def embed_batch(container: IngestContext, batch: Batch, times: StageTimes) -> np.ndarray | None:
     """Vectors for every chunk of the batch, or None if the model failed (then documents go one by one).
     Touches no database, so it can run in a thread beside the next batch's preparation."""
     if not batch.ready:
         return None
     t = time.perf_counter()
+    texts = [ch.text for p in batch.ready for ch in p.chunks]
+    cfg = container.settings.ingest
+    step = max(1, cfg.embed_sub_batch)
+    lock = foreground.lock_path(container.settings.models_dir)
     try:
-        return container.embedder.embed_passages([ch.text for p in batch.ready for ch in p.chunks])
+        parts = []
+        for i in range(0, len(texts), step):
+            times.add_seconds("yield_to_answers", foreground.wait_while_busy(lock, cfg.yield_to_answers_s))
+            parts.append(container.embedder.embed_passages(texts[i:i + step]))
+        if len(parts) == 1:
+            return parts[0]
+        return np.concatenate(parts) if parts else container.embedder.embed_passages([])
     except Exception as exc:
         log.warning("batch embedding failed (%s); retrying documents one by one", exc)
         return None
@@ -137,6 +199,8 @@ def _guard(c: IngestContext, claim: queue.Claim, step):
     """Run a step; turn a problem with the file into its terminal status, never into a crash."""
     try:
         return step()
+    except OcrDeferred:  # not a result: the caller hands the document to the OCR lane
+        raise
     except queue.LeaseLost:
         log.warning("job %s was taken over by another worker; dropping our work", claim.job_id)
         return None
@@ -161,7 +225,7 @@ class Loaded:
 
 
 def load(container: IngestContext, claim: queue.Claim, times: StageTimes, in_flight: InFlight,
-         password: str | None = None) -> Loaded | None:
+         password: str | None = None, *, defer_ocr: bool = False, progress=None) -> Loaded | None:
     """Open the sealed original, parse it and check for duplicates. Raises IngestError for files that
     cannot be indexed; None if the document was deleted while queued."""
     c = container
@@ -179,7 +243,8 @@ def load(container: IngestContext, claim: queue.Claim, times: StageTimes, in_fli
         source, doc_id, collection_id, blob_name = doc.source, claim.document_id, doc.collection_id, doc.blob_name
     t = time.perf_counter()
     data = blobs.load(c.settings.blobs_dir, dek, doc_id, blob_name or "")
-    parsed = parse(data, source, ParseOptions.from_settings(c.settings.ingest, password))
+    parsed = parse(data, source, ParseOptions.from_settings(c.settings.ingest, password, defer_ocr=defer_ocr,
+                                                            progress=progress))
     times.add("parse", t)
     content_hmac = c.vault.content_hmac(parsed.text)
     with c.sessions() as s:

@@ -9,10 +9,20 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from ingest import queue
-from ingest.pipeline import Batch, InFlight, StageTimes, embed_batch, prepare_batch, write_batch
+from ingest.pipeline import (
+    Batch,
+    InFlight,
+    Loaded,
+    StageTimes,
+    embed_batch,
+    mark_ocr_waiting,
+    prepare_batch,
+    read_scan,
+    write_batch,
+)
 from ingest.types import DocStatus, IngestContext
 
 log = logging.getLogger(__name__)
@@ -100,33 +110,60 @@ class Worker:
         self.times = StageTimes()
 
     def run_once(self, on_done: Callable[[int, DocStatus | None], None] | None = None) -> int:
-        """Process jobs until none is claimable. Returns how many were processed.
+        """Process jobs until none is claimable and no scan is being read. Returns how many were processed.
 
         Two batches are in flight: while the model embeds one (in a thread; it releases the GIL), this
         thread writes the previous one and parses, scrubs and chunks the next, so the cores never wait
-        for Python. Each document still ends in its own transaction."""
+        for Python. Each document still ends in its own transaction.
+
+        Documents that need OCR (scans, photos) are read in a third thread, the OCR lane, one at a
+        time: a 300-page scan takes minutes, and the text documents claimed with it and after it go
+        on meanwhile. Once read, a scan joins the next batch for scrubbing, chunking and embedding."""
         n = 0
         pending: tuple[Batch, Future] | None = None
         in_flight: InFlight = {}
-        with ThreadPoolExecutor(1, thread_name_prefix="kb-embed") as embedding, LeaseKeeper(self.container) as leases:
+        reading: dict[Future, queue.Claim] = {}
+        with ThreadPoolExecutor(1, thread_name_prefix="kb-embed") as embedding, \
+                ThreadPoolExecutor(1, thread_name_prefix="kb-ocr") as ocr_lane, \
+                LeaseKeeper(self.container) as leases:
             while True:
                 claims = [] if self.stop.is_set() else self._claim()
                 leases.hold(claims)
-                batch = prepare_batch(self.container, claims, self.times, in_flight) if claims else None
+                preloaded: list[Loaded] = []
+                for done in [f for f in reading if f.done()]:
+                    claim = reading.pop(done)
+                    result = done.result()
+                    if isinstance(result, Loaded):
+                        preloaded.append(result)
+                    else:  # settled in the lane (too large, empty, broken, taken over)
+                        leases.release([claim])
+                        n += 1
+                        if on_done:
+                            on_done(claim.document_id, result)
+                batch = prepare_batch(self.container, claims, self.times, in_flight, defer_ocr=True,
+                                      preloaded=preloaded) if claims or preloaded else None
+                for claim, pages in batch.deferred if batch else []:
+                    mark_ocr_waiting(self.container, claim, pages)
+                    reading[ocr_lane.submit(read_scan, self.container, claim, self.times, in_flight)] = claim
                 future = embedding.submit(embed_batch, self.container, batch, self.times) if batch else None
                 if pending is not None:
-                    done, vectors = pending
-                    statuses = write_batch(self.container, done, vectors.result(), self.times)
-                    leases.release(done.claims)
-                    for prep in done.ready:  # written (or failed): the database answers for them now
+                    done_batch, vectors = pending
+                    statuses = write_batch(self.container, done_batch, vectors.result(), self.times)
+                    leases.release(done_batch.claims)
+                    for prep in done_batch.ready:  # written (or failed): the database answers for them now
                         in_flight.pop((prep.collection_id, prep.content_hmac), None)
-                    for claim, status in zip(done.claims, statuses, strict=True):
+                    for claim, status in zip(done_batch.claims, statuses, strict=True):
                         n += 1
                         if on_done:
                             on_done(claim.document_id, status)
-                if batch is None or future is None:
+                    pending = None
+                if batch is not None and future is not None:
+                    pending = (batch, future)
+                elif reading:  # nothing to claim now, scans still being read: wait a little, claim again
+                    wait(list(reading), timeout=min(0.5, self.container.settings.ingest.poll_seconds),
+                         return_when=FIRST_COMPLETED)
+                else:
                     return n
-                pending = (batch, future)
 
     def start_draining(self, on_done: Callable[[int, DocStatus | None], None] | None = None) -> Callable[[], int]:
         """Index in a background thread while the caller is still queueing files (so the embedder is busy

@@ -8,11 +8,10 @@ their EXIF orientation says before OCR, which then turns any page still lying on
 from __future__ import annotations
 
 import io
-import time
 import warnings
 
 from ingest import ocr
-from ingest.options import current
+from ingest.options import OcrDeferred, current
 from ingest.parsers.base import finish, guard
 from ingest.types import DocStatus, IngestError, ParsedDocument, Section
 
@@ -52,15 +51,10 @@ class ImageParser:
             if not opts.ocr:
                 raise IngestError(DocStatus.empty, "image without text layer; OCR is off (ingest.ocr_enabled)")
             frames = getattr(img, "n_frames", 1)
-            sections: list[Section] = []
-            started, read, stopped = time.monotonic(), 0, ""
-            for number in range(frames):
-                if number >= opts.ocr_max_pages:
-                    stopped = f"stopped at the {opts.ocr_max_pages}-page OCR limit (ingest.ocr_max_pages)"
-                    break
-                if time.monotonic() - started > opts.ocr_max_seconds:
-                    stopped = f"stopped at the {opts.ocr_max_seconds:g}-second OCR limit (ingest.ocr_max_seconds)"
-                    break
+            if opts.defer_ocr:
+                raise OcrDeferred(min(frames, opts.ocr_max_pages))
+
+            def load(number: int):
                 img.seek(number)
                 width, height = img.size
                 if width * height > opts.max_image_pixels:
@@ -72,10 +66,12 @@ class ImageParser:
                 except OSError as exc:  # truncated or corrupt pixel data
                     raise IngestError(DocStatus.failed, f"could not read this image, it looks damaged ({exc}); "
                                                         "export it again") from exc
-                page = ocr.read(frame)
-                read += 1
-                sections.append(Section(text=page.text, page=number + 1))
-        return finish_ocr(sections, fmt, pages=frames, read=read, stopped=stopped, kind="image")
+                return frame
+
+            run = ocr.read_pages([(n + 1, lambda n=n: load(n)) for n in range(frames)], max_pages=opts.ocr_max_pages,
+                                 max_seconds=opts.ocr_max_seconds, progress=opts.progress)
+            sections = [Section(text=text, page=number) for number, text in run.texts.items()]
+        return finish_ocr(sections, fmt, pages=frames, read=run.read, stopped=run.stopped, kind="image")
 
 
 def ocr_note(read: int, pages: int, stopped: str = "", text_pages: int = 0) -> str:

@@ -17,6 +17,7 @@ from email import policy
 from email.message import EmailMessage
 
 from ingest.detect import decode_text, detect_format
+from ingest.options import OcrDeferred
 from ingest.parsers.base import finish, guard
 from ingest.parsers.web import html_sections
 from ingest.types import DocStatus, IngestError, ParsedDocument, Section
@@ -55,6 +56,8 @@ def _attachment_sections(attachments: list[tuple[str, bytes]], nested: bool) -> 
         nested_mail = {"eml": EmlParser, "msg": MsgParser}.get(fmt)
         try:
             doc = parse_with(nested_mail(attachments=False) if nested_mail else None, payload, name)
+        except OcrDeferred:  # a scanned attachment: the whole message goes to the OCR lane
+            raise
         except IngestError as exc:
             log.debug("attachment %s not indexed: %s", name, exc.reason)
             skipped.append(name)

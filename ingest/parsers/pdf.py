@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
-from ingest.options import current
+from ingest.options import OcrDeferred, current
 from ingest.parsers.base import finish, guard
 from ingest.types import DocStatus, IngestError, ParsedDocument, Section
 
@@ -83,6 +82,8 @@ class PdfParser:
                 raise
         try:
             if scans and opts.ocr:
+                if opts.defer_ocr:
+                    raise OcrDeferred(min(len(scans), opts.ocr_max_pages))
                 return _with_ocr(doc, sections, scans, n_pages, meta, metadata, opts)
         finally:
             with _PDFIUM_LOCK:
@@ -119,7 +120,8 @@ def _render(doc, number: int, opts):
             w, h = page.get_size()  # points (1/72 inch)
             scale = opts.ocr_dpi / 72
             if w * h * scale * scale > opts.max_image_pixels:
-                scale = (opts.max_image_pixels / (w * h)) ** 0.5
+                # PDFium rounds the bitmap's sides up: leave a pixel each way so it stays under the limit
+                scale = (opts.max_image_pixels / (w * h)) ** 0.5 * min(1 - 1 / (w * scale), 1 - 1 / (h * scale))
             return page.render(scale=scale, grayscale=True).to_pil()
         finally:
             page.close()
@@ -130,17 +132,11 @@ def _with_ocr(doc, sections, scans, n_pages, meta, metadata, opts) -> ParsedDocu
     from ingest import ocr
     from ingest.parsers.image import finish_ocr
 
-    started, read, stopped = time.monotonic(), 0, ""
     with guard("pdf"):
-        for number in scans:
-            if read >= opts.ocr_max_pages:
-                stopped = f"stopped at the {opts.ocr_max_pages}-page OCR limit (ingest.ocr_max_pages)"
-                break
-            if time.monotonic() - started > opts.ocr_max_seconds:
-                stopped = f"stopped at the {opts.ocr_max_seconds:g}-second OCR limit (ingest.ocr_max_seconds)"
-                break
-            sections[number].text = ocr.read(_render(doc, number, opts)).text
-            read += 1
+        run = ocr.read_pages([(n + 1, lambda n=n: _render(doc, n, opts)) for n in scans],
+                             max_pages=opts.ocr_max_pages, max_seconds=opts.ocr_max_seconds, progress=opts.progress)
+    for number, text in run.texts.items():
+        sections[number - 1].text = text
     text_pages = sum(1 for i, s in enumerate(sections) if i not in set(scans) and s.text.strip())
-    return finish_ocr(sections, "pdf", pages=len(scans), read=read, stopped=stopped, kind="PDF",
+    return finish_ocr(sections, "pdf", pages=len(scans), read=run.read, stopped=run.stopped, kind="PDF",
                       text_pages=text_pages, title=meta.get("Title"), metadata={**metadata, "pages": str(n_pages)})
