@@ -35,12 +35,14 @@ def limits_from(container: IngestContext) -> Limits:
 
 
 def submit_paths(container: IngestContext, paths: Iterable[Path], collection: str,
-                 uploaded_by: str | None = None) -> Iterator[Submitted]:
-    """Queue every file under ``paths`` (folders recurse, .zip archives open). One transaction per file."""
+                 uploaded_by: str | None = None, hold_as: str | None = None) -> Iterator[Submitted]:
+    """Queue every file under ``paths`` (folders recurse, .zip archives open). One transaction per file.
+    ``hold_as``: each new job is claimed by that owner in the same transaction, so no worker takes it
+    (an upload with a password is indexed by the uploader's own process)."""
     with container.sessions.begin() as s:
         col_id = accounts.ensure_collection(s, collection).id
     for cand in discover(list(paths), limits_from(container)):
-        yield submit_candidate(container, col_id, cand, uploaded_by)
+        yield submit_candidate(container, col_id, cand, uploaded_by, hold_as)
 
 
 def stored_name(container: IngestContext, source: str) -> str:
@@ -52,7 +54,7 @@ def stored_name(container: IngestContext, source: str) -> str:
 
 
 def submit_candidate(container: IngestContext, collection_id: int, cand: Candidate,
-                     uploaded_by: str | None) -> Submitted:
+                     uploaded_by: str | None, hold_as: str | None = None) -> Submitted:
     cand = replace(cand, source=stored_name(container, cand.source))
     if cand.error is not None:
         return _record_rejected(container, collection_id, cand.source, cand.size, cand.error, uploaded_by)
@@ -63,11 +65,11 @@ def submit_candidate(container: IngestContext, collection_id: int, cand: Candida
     except OSError as exc:
         err = IngestError(DocStatus.failed, f"could not read the file: {exc.strerror or exc}")
         return _record_rejected(container, collection_id, cand.source, cand.size, err, uploaded_by)
-    return submit_bytes(container, collection_id, cand.source, data, uploaded_by)
+    return submit_bytes(container, collection_id, cand.source, data, uploaded_by, hold_as)
 
 
 def submit_bytes(container: IngestContext, collection_id: int, source: str, data: bytes,
-                 uploaded_by: str | None = None) -> Submitted:
+                 uploaded_by: str | None = None, hold_as: str | None = None) -> Submitted:
     vault = container.vault
     file_hmac = vault.bytes_hmac(data)
     with container.sessions.begin() as s:
@@ -82,6 +84,8 @@ def submit_bytes(container: IngestContext, collection_id: int, source: str, data
         s.flush()
         doc.blob_name = blobs.store(vault, container.settings.blobs_dir, dek, doc.id, data)
         queue.enqueue(s, doc.id, new=True)
+        if hold_as:
+            queue.claim_document(s, doc.id, hold_as, container.settings.ingest.lease_seconds)
         return Submitted(source, "queued", doc.id)
 
 

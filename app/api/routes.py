@@ -74,11 +74,14 @@ def show_document(doc_id: int, request: Request, who: Caller = Depends(caller)) 
              status_code=202)
 def upload_documents(request: Request, collection: str = Form(..., max_length=120),
                      files: list[UploadFile] = File(..., description="One or more files (field name 'files')"),
+                     password: str | None = Form(None, max_length=1024, description=(
+                         "Password of protected PDF/Office files: used once to open them, indexed before the "
+                         "reply (their outcome is their final status), never stored or logged")),
                      who: Caller = Depends(caller)) -> dict[str, Any]:
     c = _container(request)
     uploads = [documents.Upload(f.filename or "upload", f.file) for f in files]
     try:
-        results = documents.save_uploads(c, who, uploads, collection)
+        results = documents.save_uploads(c, who, uploads, collection, password=password or None)  # empty: none
     finally:
         for f in files:
             f.file.close()

@@ -23,10 +23,11 @@ from app.errors import KbError, NotFound
 from app.models import Chunk, Collection, Document
 from app.services.caller import Principal, actor, require_role
 from ingest import queue
-from ingest.discovery import is_junk
+from ingest.discovery import is_junk, junk_reason
 from ingest.pipeline import remove_chunks
 from ingest.submit import Submitted, submit_paths
 from ingest.types import TERMINAL, DocStatus
+from ingest.worker import process_now, worker_id
 
 _COPY_CHUNK = 1 << 20
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]")
@@ -159,11 +160,14 @@ def collection_names(container, who: Principal) -> list[str]:
         return [c.name for c in accounts.list_collections(s)]
 
 
-def _log_upload(container, who: Principal, collection: str, results: list[Submitted]) -> None:
+def _log_upload(container, who: Principal, collection: str, results: list[Submitted],
+                password_given: bool = False) -> None:
+    details = {"files": len(results), "queued": sum(r.outcome == "queued" for r in results)}
+    if password_given:  # that one was given, never what it was
+        details["password_given"] = True
     with container.sessions.begin() as s:
         audit.append(s, container.vault, kind="admin", action="docs.upload", target=collection[:255],
-                     actor=actor(who),
-                     details={"files": len(results), "queued": sum(r.outcome == "queued" for r in results)})
+                     actor=actor(who), details=details)
 
 
 def ingest_paths(container, who: Principal, paths: list[Path], collection: str) -> Iterator[Submitted]:
@@ -178,13 +182,21 @@ def ingest_paths(container, who: Principal, paths: list[Path], collection: str) 
         _log_upload(container, who, collection, results)
 
 
-def save_uploads(container, who: Principal, uploads: Iterable[Upload], collection: str) -> list[Submitted]:
+def save_uploads(container, who: Principal, uploads: Iterable[Upload], collection: str,
+                 password: str | None = None) -> list[Submitted]:
     """Stream each upload to a private temp folder (capped at ui.max_upload_mb), then queue it.
 
     A .zip is opened as a folder by the submitter (with its entry, size and ratio limits).
     Every file ends up with an outcome, including the ones refused here for size.
-    """
+
+    With ``password`` (password-protected PDF or Office files) the new files are not left to a worker:
+    their jobs are claimed as they are created and each is indexed here, before the call returns, the
+    password opening it once in memory (as ``retry_docs`` does). It is never queued, stored, audited
+    or logged; the outcome of those files is their final status. A file it does not open ends
+    ``needs_password`` and can be retried with the right one."""
     require_role(who, "admin")
+    if password is not None and not password:
+        raise KbError("The password is empty: leave it out, or give the one that opens the files.")
     collection = collection.strip()
     if not collection:
         raise KbError("Choose or name a collection to upload into.")
@@ -195,8 +207,10 @@ def save_uploads(container, who: Principal, uploads: Iterable[Upload], collectio
         paths: list[Path] = []
         for i, up in enumerate(uploads):
             parts = [p for p in (up.name or "").replace("\\", "/").split("/") if p not in ("", ".", "..")]
-            if any(is_junk(part) for part in parts):
-                continue  # .DS_Store, Thumbs.db, Office lock files: what a folder upload drags along
+            junk = next((part for part in parts if is_junk(part)), None)
+            if junk is not None:  # .DS_Store, Thumbs.db, Office lock files, dotfiles: reported, not indexed
+                results.append(Submitted(safe_relative_path(up.name).as_posix(), "skipped", None, junk_reason(junk)))
+                continue
             rel = safe_relative_path(up.name)  # "a.pdf", or "folder/sub/a.pdf" from a folder upload
             name = rel.as_posix()
             target = tmp_root.joinpath(str(i), *rel.parts)  # one folder per file: no collisions
@@ -209,11 +223,26 @@ def save_uploads(container, who: Principal, uploads: Iterable[Upload], collectio
                 continue
             paths.append(tmp_root / str(i) / rel.parts[0])  # a folder is walked: sources keep its path
         if paths:
-            results.extend(submit_paths(container, paths, collection, uploaded_by=who.name))
+            owner = f"upload:{worker_id()}" if password else None
+            results.extend(submit_paths(container, paths, collection, uploaded_by=who.name, hold_as=owner))
     finally:
         shutil.rmtree(tmp_root, ignore_errors=True)
-    _log_upload(container, who, collection, results)
+    _log_upload(container, who, collection, results, password_given=password is not None)
+    if password:
+        results = [_index_with_password(container, r, owner, password) for r in results]
     return results
+
+
+def _index_with_password(container, result: Submitted, owner: str | None, password: str) -> Submitted:
+    """Index one file of a password upload in this process; its outcome becomes its final status."""
+    if result.outcome != "queued" or result.document_id is None or owner is None:
+        return result
+    with container.sessions.begin() as s:
+        claim = queue.claim_document(s, result.document_id, owner, container.settings.ingest.lease_seconds)
+    process_now(container, claim, password)
+    with container.sessions() as s:
+        view = get_document(s, result.document_id)
+    return Submitted(result.source, str(view.status), view.id, view.reason)
 
 
 def _copy_capped(src: BinaryIO, dst: Path, cap: int) -> bool:
@@ -289,8 +318,6 @@ def retry_docs(container, who: Principal, doc_ids: list[int] | None = None, *, f
 
 
 def _retry_with_password(container, who: Principal, doc_id: int, password: str) -> int:
-    from ingest.worker import process_now, worker_id
-
     if not password:
         raise KbError("The password is empty.")
     with container.sessions.begin() as s:
