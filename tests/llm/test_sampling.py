@@ -160,3 +160,20 @@ def test_settings_reach_the_generators_the_registry_builds(tmp_path) -> None:
     remote = build_generator(cfg.model_copy(update={"backend": "openai", "loop_min_repeats": 4,
                                                     "loop_guard": True}), tmp_path)
     assert remote.sampling.seed == 7 and remote.loop_guard == LoopGuard(min_repeats=4)
+
+
+def test_a_cpu_generation_marks_itself_foreground_while_it_streams(tmp_path) -> None:
+    from app import foreground
+
+    lock = foreground.lock_path(tmp_path)
+    gen, _ = fake_generator("One answer, written once.", foreground_lock=lock)
+    stream = gen.stream(MESSAGES, max_tokens=20, temperature=0.0)
+    next(stream)
+    assert foreground.busy(lock)  # the worker's embedding waits now
+    list(stream)
+    assert not foreground.busy(lock)
+    gen._loaded.n_gpu_layers = -1  # on a GPU the CPU is free for the embedder
+    stream = gen.stream(MESSAGES, max_tokens=20, temperature=0.0)
+    next(stream)
+    assert not foreground.busy(lock)
+    list(stream)
