@@ -9,11 +9,18 @@ from typing import Any
 import streamlit as st
 
 from app.services import chat, qa
-from ui.i18n import fmt_datetime, fmt_num, t
+from ui.i18n import fmt_datetime, fmt_num, register, t
 from ui.safe_text import highlighted, safe_label, safe_markdown
 
 CHAT_KEY = "kb_chat"  # this browser session's conversation: a list of Turn
 PENDING_KEY = "kb_chat_pending"  # a question picked from the history, asked on this run
+
+register({
+    "chat.also_retrieved": {"en": "Also retrieved (not cited in the answer):",
+                            "zh": "其他检索到的段落（回答未引用）："},
+    "chat.found": {"en": "{n} passages found — the answer is being written from them:",
+                   "zh": "找到 {n} 个段落，正在据此生成回答："},
+})
 
 
 @dataclass
@@ -114,13 +121,26 @@ def export_markdown(turns: list[Turn], user: str, lang: str | None = None, now: 
     return "\n".join(out).rstrip() + "\n"
 
 
-def turn_from(result: qa.AskResult) -> Turn:
+def sources_of(result: qa.AskResult) -> list[Source]:
+    """Every passage the answer was written from, numbered as in the prompt, cited ones marked."""
     cited = {c.n for c in result.citations}
-    sources = [Source(i, p.source, p.title or p.source, p.collection, p.position, p.text, i in cited)
-               for i, p in enumerate(result.passages, 1)]
+    return [Source(i, p.source, p.title or p.source, p.collection, p.position, p.text, i in cited)
+            for i, p in enumerate(result.passages, 1)]
+
+
+def turn_from(result: qa.AskResult) -> Turn:
     return Turn(result.question, result.answer, result.reasoning, result.refused, result.refusal_reason,
-                sources=sources, timings=dict(result.timings), searched=result.condensed,
+                sources=sources_of(result), timings=dict(result.timings), searched=result.condensed,
                 audit_seq=result.audit_seq)
+
+
+def render_found(result: qa.AskResult) -> None:
+    """While the answer is written: the passages found, at once, so the reader can start on them."""
+    sources = sources_of(result)
+    if sources:
+        st.caption(t("chat.found", n=fmt_num(len(sources))))
+        for src in sources:
+            render_source(src, "")
 
 
 def render_source(src: Source, answer: str) -> None:
@@ -145,13 +165,14 @@ def render_answer(turn: Turn) -> None:
             st.markdown(safe_markdown(turn.reasoning))
     st.markdown(safe_markdown(turn.answer) or t("chat.no_answer"))
     cited = [s for s in turn.sources if s.cited]
+    others = [s for s in turn.sources if not s.cited]  # retrieved and shown to the model, not cited
     if cited:
         st.caption(t("chat.sources"))
         for src in cited:
             render_source(src, turn.answer)
-    elif turn.sources:
-        st.caption(t("chat.uncited"))
-        for src in turn.sources:
+    if others:
+        st.caption(t("chat.also_retrieved") if cited else t("chat.uncited"))
+        for src in others:
             render_source(src, turn.answer)
     timings = turn.timings
     if timings.get("total_ms"):

@@ -18,6 +18,7 @@ from ui.chat_turns import (
     export_markdown,
     from_dicts,
     render_answer,
+    render_found,
     render_searched,
     searched_for,
     to_dicts,
@@ -34,7 +35,7 @@ def ask_and_stream(user: session.SessionUser, question: str, collection_ids: set
     """Ask ``question`` as a follow-up of the ``earlier`` turns and stream the answer into the page;
     ``searched_slot`` (under the user's question) shows what a rewritten follow-up was searched as."""
     c = common.container()
-    status, slot = st.empty(), st.empty()
+    status, slot, found = st.empty(), st.empty(), st.empty()
     status.caption(t("chat.searching"))
     answer, last = "", 0.0
     try:
@@ -46,6 +47,9 @@ def ask_and_stream(user: session.SessionUser, question: str, collection_ids: set
                     searched_slot.caption(safe_label(t("chat.searched_for", text=searched), limit=400))
             elif ev.kind == "passages":
                 status.caption(t("chat.writing"))
+                if ev.result is not None:
+                    with found.container():
+                        render_found(ev.result)
             elif ev.kind == "reasoning":
                 if ev.moved:  # what was shown as answer was reasoning after all
                     answer = ""
@@ -58,6 +62,7 @@ def ask_and_stream(user: session.SessionUser, question: str, collection_ids: set
             elif ev.kind == "done" and ev.result is not None:
                 status.empty()
                 slot.empty()
+                found.empty()
                 return turn_from(ev.result)
     except KbError as exc:
         turn = Turn(question, error=str(exc))
@@ -68,6 +73,7 @@ def ask_and_stream(user: session.SessionUser, question: str, collection_ids: set
         turn = Turn(question, error=t("chat.ended"))
     status.empty()
     slot.empty()
+    found.empty()
     return turn
 
 
