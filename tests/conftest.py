@@ -69,6 +69,9 @@ def models_cache_dir() -> Path:
 # Every test's kb (and the servers and workers tests start) shares one compiled embedder, built once per
 # machine, instead of quantizing the model again in each temporary data folder.
 os.environ.setdefault("KB_RETRIEVAL__EMBED_CACHE_DIR", str(models_cache_dir() / "embedders"))
+# Tests ask the same questions again and check what generating them does; the answer cache
+# (app.services.answer_cache) is tested where a test turns it on (cache={"answers": True}).
+os.environ.setdefault("KB_CACHE__ANSWERS", "false")
 
 
 @pytest.fixture(scope="session")

@@ -96,6 +96,13 @@ class Container:
 
         return SearchIndex(self)
 
+    @cached_property
+    def answer_cache(self):
+        """Sealed answers to repeated questions (app.services.answer_cache)."""
+        from app.services.answer_cache import AnswerCache
+
+        return AnswerCache(self)
+
 
 def ensure_data_dir(path: Path) -> Path:
     try:

@@ -202,17 +202,17 @@ def ask(container, caller: Caller, question: str, k: int | None = None,
         turns = parse_history(history)
         _check_question(question)
         question = question.strip()
+        cache_key = answer_cache.key_for(container, question, turns, allowed, k)
+        if answer_cache.fill(container, cache_key, res):  # asked before, against this index and model: no work
+            outcome = "refused" if res.refused else "ok"  # to interrupt, so one record, before the answer shows
+            res.timings["total_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+            _record(container, caller, res, outcome, None)
+            yield from _replay(res)
+            yield Event("done", result=res)
+            return
         # Written before any work, in its own transaction, so a question the server dies on still leaves a
         # record: a "started" record with no final one after it is an interrupted question.
         started = _record_start(container, caller, res)
-        cache_key = answer_cache.key_for(container, question, turns, allowed, k)
-        if answer_cache.fill(container, cache_key, res):  # asked before, against this index and model
-            outcome = "refused" if res.refused else "ok"
-            yield from _replay(res)
-            res.timings["total_ms"] = round((time.perf_counter() - t0) * 1000, 1)
-            _record(container, caller, res, outcome, None, started)
-            yield Event("done", result=res)
-            return
         searched = question
         if turns:
             searched = _condense(container, res, turns)
