@@ -255,7 +255,7 @@ def _replay(res: AskResult) -> Iterator[Event]:
     """The events of a cached answer, in the order a generated one streams them."""
     if res.condensed is not None:
         yield Event("condensed", res.condensed)
-    yield Event("passages")
+    yield Event("passages", result=res)
     if res.reasoning:
         yield Event("reasoning", res.reasoning)
     yield Event("answer", res.answer)
