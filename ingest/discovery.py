@@ -70,6 +70,16 @@ def is_junk(name: str) -> bool:
     return lower.startswith((".", "~$")) or lower in _JUNK_NAMES
 
 
+def junk_reason(name: str) -> str:
+    """Why a junk name is skipped, in words an uploader understands (an upload reports it, never drops it)."""
+    lower = name.lower()
+    if lower in _JUNK_NAMES or lower.startswith("._"):
+        return f"skipped: {name!r} is operating-system metadata, not a document"
+    if lower.startswith(("~$", ".~lock")):
+        return f"skipped: {name!r} is an Office lock file left by an open document"
+    return f"skipped: {name!r} is hidden (its name starts with '.'); rename it without the dot to index it"
+
+
 def discover(paths: list[Path], limits: Limits) -> Iterator[Candidate]:
     """Yield every candidate under ``paths`` (files, folders recursively, zip archives opened)."""
     seen: set[Path] = set()

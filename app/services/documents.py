@@ -209,7 +209,7 @@ def save_uploads(container, who: Principal, uploads: Iterable[Upload], collectio
             parts = [p for p in (up.name or "").replace("\\", "/").split("/") if p not in ("", ".", "..")]
             junk = next((part for part in parts if is_junk(part)), None)
             if junk is not None:  # .DS_Store, Thumbs.db, Office lock files, dotfiles: reported, not indexed
-                results.append(Submitted(safe_relative_path(up.name).as_posix(), "skipped", None, junk_reason(junk)))
+                results.append(Submitted("/".join(parts), "skipped", None, junk_reason(junk)))
                 continue
             rel = safe_relative_path(up.name)  # "a.pdf", or "folder/sub/a.pdf" from a folder upload
             name = rel.as_posix()

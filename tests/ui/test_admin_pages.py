@@ -60,9 +60,16 @@ def test_folder_uploads_keep_their_relative_paths_safely(kb):
     admin = session_user("admin")
     uploads = [documents.Upload("policies/hr/leave.txt", io.BytesIO(b"leave policy")),
                documents.Upload("policies/../../../escape.txt", io.BytesIO(b"tries to climb out")),
-               documents.Upload("policies/.DS_Store", io.BytesIO(b"junk"))]
+               documents.Upload("policies/.DS_Store", io.BytesIO(b"junk")),
+               documents.Upload("policies/.env", io.BytesIO(b"TOKEN=1")),
+               documents.Upload("policies/.git/config", io.BytesIO(b"[core]"))]
     results = documents.save_uploads(kb, admin, uploads, "handbook")
-    assert sorted(r.source for r in results) == ["policies/escape.txt", "policies/hr/leave.txt"]
+    assert sorted(r.source for r in results) == ["policies/.DS_Store", "policies/.env", "policies/.git/config",
+                                                 "policies/escape.txt", "policies/hr/leave.txt"]
+    skipped = {r.source: r.reason for r in results if r.outcome == "skipped"}  # an outcome each, none vanish
+    assert "operating-system metadata" in skipped["policies/.DS_Store"]
+    assert "hidden" in skipped["policies/.env"] and "'.git'" in skipped["policies/.git/config"]
+    assert all(r.document_id is None for r in results if r.outcome == "skipped")  # nothing stored for them
     assert documents.safe_relative_path("/abs/../x/./y.pdf").as_posix() == "abs/x/y.pdf"
 
 
