@@ -20,10 +20,14 @@ def _config(engine: Engine) -> Config:
     return cfg
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def upgrade(engine: Engine, revision: str = "head", *, audit_key: bytes | None = None) -> None:
+    """`audit_key` (app.audit.chain_key of the master key) lets migration 0006 re-link an existing audit
+    log under the keyed chain; without it that migration accepts only an empty log."""
     cfg = _config(engine)
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
+        if audit_key is not None:
+            cfg.attributes["kb_audit_chain_key"] = audit_key
         command.upgrade(cfg, revision)
 
 

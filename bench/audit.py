@@ -81,6 +81,7 @@ def bulk_fill(c: Container, upto: int, batch: int = 5000) -> float:
         last = s.execute(select(AuditRecord.seq, AuditRecord.hash).order_by(AuditRecord.seq.desc()).limit(1)).one()
         dek_id, dek = audit.audit_key(s, c.vault)
     seq, prev = last
+    key = audit.chain_key(c.vault.ring)
     while seq < upto:
         rows = []
         with c.sessions.begin() as s:
@@ -91,7 +92,7 @@ def bulk_fill(c: Container, upto: int, batch: int = 5000) -> float:
                 rec = AuditRecord(seq=seq, kind="query", action="ask", created_at=datetime.now(UTC),
                                   actor=ACTOR.name, actor_role=ACTOR.role, client=ACTOR.client, target=None,
                                   outcome="ok", details=details, dek_id=dek_id, payload_sealed=payload, prev_hash=prev)
-                prev = audit.chain_hash(prev, rec)
+                prev = audit.link_hash(key, prev, rec)
                 rows.append({k: getattr(rec, k) for k in (*audit.HASHED_FIELDS, "prev_hash")} | {"hash": prev})
             s.execute(insert(AuditRecord.__table__), rows)
     return time.perf_counter() - t0
@@ -126,7 +127,7 @@ def main() -> None:
     result["append_at_full_size"] = summary(timed_appends(c, args.sample, total))
 
     with c.sessions() as s:
-        rep = audit.verify(s)
+        rep = audit.verify_checked(s, c.vault)
     assert rep.ok, rep
     result["verify"] = {"checked": rep.checked, "seconds": rep.seconds, "records_per_s": rep.records_per_s}
 

@@ -45,15 +45,10 @@ def init(ctx: Ctx, admin_name: str, admin_password_stdin: bool, as_json: bool) -
 @pass_ctx
 def migrate(ctx: Ctx, revision: str) -> None:
     """Bring the database schema to the given revision (Alembic)."""
-    from app import migrate as m
+    from app.services import setup
 
-    engine = ctx.container.engine
-    before = m.current_revision(engine)
-    if revision == "base":
-        m.downgrade(engine, "base")
-    else:
-        m.upgrade(engine, revision)
-    click.echo(f"schema: {before or 'empty'} -> {m.current_revision(engine) or 'empty'}")
+    before, after = setup.migrate_schema(ctx.container, revision)
+    click.echo(f"schema: {before or 'empty'} -> {after or 'empty'}")
 
 
 # --- users -------------------------------------------------------------------------------------

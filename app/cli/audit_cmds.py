@@ -138,10 +138,12 @@ def audit_export(ctx: Ctx, fmt: str, output: Path | None, user, since, until, co
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def audit_verify(ctx: Ctx, expect_head: str | None, as_json: bool) -> None:
-    """Walk the hash chain. Exit 0 when intact; otherwise exit 1 naming the first bad record and what is wrong.
+    """Walk the keyed chain and compare it with the latest head checkpoint. Exit 0 when intact; otherwise
+    exit 1 naming the first bad record, what is wrong and the last record still proven good.
 
-    Needs no keys. Keep the printed head (seq:hash) somewhere else: passing it back with
-    --expect-head later also detects removed or rewritten recent records.
+    Needs the master key (each link is an HMAC under a key derived from it). The head checkpoint kb
+    keeps in the data dir (and KB_AUDIT__CHECKPOINT_LOG, if set) already exposes a cut or wiped log;
+    --expect-head SEQ:HASH checks a head you recorded elsewhere too.
     """
     head = None
     if expect_head:
@@ -159,9 +161,17 @@ def audit_verify(ctx: Ctx, expect_head: str | None, as_json: bool) -> None:
             click.echo(f"audit log intact: {report.checked} record(s), seq {report.first_seq}..{report.last_seq}, "
                        f"{report.records_per_s:.0f} records/s")
             click.echo(f"head: {report.last_seq}:{report.last_hash}")
+        if report.checkpoint_seq is not None:
+            click.echo(f"checked against the head checkpoint at seq {report.checkpoint_seq} "
+                       f"({report.checkpoint_source})")
+        else:
+            click.echo("no head checkpoint yet (one is written after the next audited action)")
     else:
-        click.echo(f"audit log BROKEN at seq {report.first_bad_seq}: {report.problem}", err=True)
-        click.echo(f"({report.checked} record(s) read; the log's last seq is {report.last_seq})", err=True)
+        where = f" at seq {report.first_bad_seq}" if report.first_bad_seq is not None else ""
+        click.echo(f"audit log BROKEN{where}: {report.problem}", err=True)
+        good = "none" if report.last_good_seq is None else f"seq {report.last_good_seq}"
+        click.echo(f"last good record: {good} ({report.checked} record(s) read; the log's last seq is "
+                   f"{report.last_seq})", err=True)
     if not report.ok:
         click.get_current_context().exit(1)
 

@@ -238,10 +238,11 @@ def export_csv(container, who: Principal, **filters: Any) -> tuple[bytes, int]:
 
 # --- the chain ---------------------------------------------------------------------------------
 def verify(container, who: Principal, *, expect_head: tuple[int, str] | None = None) -> audit.VerifyReport:
-    """Walk the whole chain now (no keys needed) and remember the result for every session of this process."""
+    """Walk the whole chain now, under the chain key and against the latest head checkpoint, and remember
+    the result for every session of this process."""
     require_role(who, *READ_ALL_ROLES)
     with _check_lock, container.sessions() as s:
-        rep = audit.verify(s, expect_head=expect_head)
+        rep = audit.verify_checked(s, container.vault, expect_head=expect_head)
         _last_checks[container.settings.database_url] = ChainCheck(
             rep.ok, rep.checked, rep.first_bad_seq, rep.problem, rep.last_seq, rep.seconds, time.time())
     return rep

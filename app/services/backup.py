@@ -658,13 +658,13 @@ def _restore_checked(container, who, src: Path, manifest: dict, ring: KeyRing, d
             db_restored = True
             engine = pg_engine
         try:
-            migrate.upgrade(engine)
+            migrate.upgrade(engine, audit_key=audit.chain_key(ring))  # 0006 re-links an older, unkeyed log
             schema_to = migrate.current_revision(engine)
             head = manifest.get("audit_head")
             from sqlalchemy.orm import Session
 
             with Session(engine) as session:
-                report = audit.verify(session, expect_head=tuple(head) if head else None)
+                report = audit.verify(session, audit.chain_key(ring), expect_head=tuple(head) if head else None)
         finally:
             if sqlite_path is not None:
                 engine.dispose()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from app import crypto, offline
+from app import audit, crypto, offline
 from app.db import check_connection, make_engine, session_factory
 from app.errors import ConfigError
 from app.keys import KeyRing, Vault
@@ -65,7 +65,11 @@ class Container:
     def vault(self) -> Vault:
         c = self.settings.crypto
         ring = KeyRing.from_env_key(c.master_key.get_secret_value()) if c.master_key else KeyRing.load(self.key_file)
-        return Vault(ring, self.cipher)
+        vault = Vault(ring, self.cipher)
+        # Every commit that appends to the audit log checkpoints the head outside the database.
+        audit.use_checkpoints(vault, audit.CheckpointStore(self.settings.audit_head_dir,
+                                                           self.settings.audit.checkpoint_log))
+        return vault
 
     # --- pipeline components (imported lazily: each pulls in heavy libraries) ---------------
     @cached_property

@@ -183,7 +183,7 @@ def _disk(path: Path) -> Check:
 
 def _audit(container) -> Check:
     with container.sessions() as session:
-        r = audit.verify(session)
+        r = audit.verify_checked(session, container.vault)
     if not r.ok:
         return Check("", "fail", f"broken at seq {r.first_bad_seq}: {r.problem}",
                      "Run `kb audit verify` for the details; compare with your latest backup.")

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from app import accounts, audit, migrate
 from app.audit import Actor
+from app.errors import ConfigError
 from app.keys import KeyRing, Vault
 from app.passwords import generate_password
 from app.services.container import Container, ensure_data_dir
@@ -31,8 +32,8 @@ def init(container: Container, admin_name: str = "admin", admin_password: str | 
     if not s.crypto.master_key and not container.key_file.exists():
         KeyRing.create(container.key_file)
         key_created = True
-    migrate.upgrade(container.engine)
     vault: Vault = container.vault
+    migrate.upgrade(container.engine, audit_key=audit.chain_key(vault.ring))
     created_name = password = None
     with container.sessions.begin() as session:
         vault.ensure_key_version(session, vault.ring.current)
@@ -52,3 +53,19 @@ def init(container: Container, admin_name: str = "admin", admin_password: str | 
         admin_created=created_name,
         admin_password=None if admin_password else password,
     )
+
+
+def migrate_schema(container: Container, revision: str = "head") -> tuple[str | None, str | None]:
+    """Bring the schema to `revision` ('base' empties it); returns (before, after). The master key, when
+    there is one, lets migration 0006 re-link an existing audit log under the keyed chain."""
+    engine = container.engine
+    before = migrate.current_revision(engine)
+    if revision == "base":
+        migrate.downgrade(engine, "base")
+    else:
+        try:
+            key = audit.chain_key(container.vault.ring)
+        except ConfigError:  # no key yet: only an empty log can be migrated, and 0006 says so otherwise
+            key = None
+        migrate.upgrade(engine, revision, audit_key=key)
+    return before, migrate.current_revision(engine)

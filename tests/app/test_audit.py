@@ -74,8 +74,9 @@ def attacker(container) -> Iterator:
 
 
 def verify(container, **kw) -> audit.VerifyReport:
+    """What `kb audit verify` checks: the keyed chain and the latest head checkpoint."""
     with container.sessions() as s:
-        return audit.verify(s, **kw)
+        return audit.verify_checked(s, container.vault, **kw)
 
 
 def raw(container, seq: int) -> dict:
@@ -133,18 +134,22 @@ def test_altering_any_field_of_any_record_is_detected(container):
             assert verify(container).ok, (field, seq)
 
 
-def test_recomputing_the_hash_of_an_altered_record_is_still_detected(container):
+@pytest.mark.parametrize("with_key", [False, True])
+def test_recomputing_the_hash_of_an_altered_record_is_still_detected(container, with_key):
+    """Without the key the recomputed link is no HMAC; even with it, the next record still links to the old one."""
     fill(container)
     row = raw(container, 4)
     with container.sessions() as s:
         rec = s.get(AuditRecord, row["id"])
         s.expunge(rec)
     rec.actor = "mallory"
+    key = audit.chain_key(container.vault.ring)
+    forged = audit.link_hash(key, rec.prev_hash, rec) if with_key else audit.chain_hash(rec.prev_hash, rec)
     with attacker(container) as conn:
-        conn.execute(text("UPDATE audit_log SET actor = 'mallory', hash = :h WHERE seq = 4"),
-                     {"h": audit.chain_hash(rec.prev_hash, rec)})
+        conn.execute(text("UPDATE audit_log SET actor = 'mallory', hash = :h WHERE seq = 4"), {"h": forged})
     report = verify(container)
-    assert not report.ok and report.first_bad_seq == 4 and "recomputed" in report.problem
+    assert not report.ok and report.first_bad_seq == 4 and report.last_good_seq == 3
+    assert ("recomputed" if with_key else "unkeyed") in report.problem, report.problem
 
 
 @pytest.mark.parametrize("seq", [1, 6])
@@ -162,9 +167,12 @@ def test_cutting_the_tail_is_detected_against_a_recorded_head(container):
     assert verify(container, expect_head=(head.last_seq, head.last_hash)).ok
     with attacker(container) as conn:
         conn.execute(text("DELETE FROM audit_log WHERE seq >= :s"), {"s": head.last_seq - 1})
-    assert verify(container).ok  # a chain alone cannot see its own end cut off ...
-    report = verify(container, expect_head=(head.last_seq, head.last_hash))
-    assert not report.ok and report.first_bad_seq == head.last_seq and report.problem.startswith("missing")
+    with container.sessions() as s:  # a chain alone cannot see its own end cut off ...
+        assert audit.verify(s, audit.chain_key(container.vault.ring)).ok
+    # ... the head checkpoint outside the database does, and so does a head recorded by hand
+    for report in (verify(container), verify(container, expect_head=(head.last_seq, head.last_hash))):
+        assert not report.ok and report.first_bad_seq == head.last_seq - 1 and report.problem.startswith("missing")
+        assert report.last_good_seq == head.last_seq - 2
 
 
 @pytest.mark.parametrize(("a", "b"), [(4, 5), (3, 8)])

@@ -44,7 +44,7 @@ def _results(c: Container) -> list[list[tuple]]:
 
 def _chain(c: Container):
     with c.sessions() as s:
-        return audit.verify(s)
+        return audit.verify_checked(s, c.vault)
 
 
 def test_backup_and_restore_give_the_same_kb(populated, tmp_path, empty_db_url):
