@@ -130,20 +130,36 @@ def set_password(session: Session, name: str, password: str) -> None:
     user.failed_logins, user.locked_until = 0, None
 
 
-def authenticate(session: Session, name: str, password: str, max_failures: int, lockout: timedelta) -> User | None:
-    """The user when name and password match an enabled, unlocked account; counts failures and locks."""
+DUMMY_HASH = "scrypt$16384$8$1$AAAA$AAAA"  # checked against when there is no real hash: the same scrypt work
+
+
+def burn_password_check(password: str) -> None:
+    """The work of one password check, for answers that must take as long as a real one."""
+    verify_password(password, DUMMY_HASH)
+
+
+def authenticate(session: Session, name: str, password: str, max_failures: int, lockout: timedelta,
+                 *, ignore_lock: bool = False) -> User | None:
+    """The user when name and password match an enabled, unlocked account; counts failures and locks.
+
+    `ignore_lock`: the caller (sign-in throttling) decided this client may try a locked account, e.g.
+    its real owner from an address that did not cause the lock. Every refusal costs one scrypt check,
+    so unknown, disabled and locked accounts answer in the time a wrong password takes."""
     user = session.scalar(select(User).where(User.name == name))
     if user is None:
-        verify_password(password, "scrypt$16384$8$1$AAAA$AAAA")  # same work either way: no user probing
+        burn_password_check(password)
         return None
-    if user.disabled or (user.locked_until and _aware(user.locked_until) > utcnow()):
+    if user.disabled or (not ignore_lock and user.locked_until and _aware(user.locked_until) > utcnow()):
+        burn_password_check(password)
         return None
     if not verify_password(password, user.password_hash):
         user.failed_logins += 1
         if user.failed_logins >= max_failures:
             user.locked_until, user.failed_logins = utcnow() + lockout, 0
         return None
-    user.failed_logins, user.locked_until = 0, None
+    user.failed_logins = 0
+    if not ignore_lock:  # the owner signing in from a clean address leaves the lock on the others
+        user.locked_until = None
     return user
 
 
