@@ -222,6 +222,9 @@ class LlmSettings(BaseModel):
     model_sha256: str | None = Field(
         None, description="Expected sha256 of model_path. Default: the digest recorded in the models manifest."
     )
+    allow_unverified_model: bool = Field(
+        False, description="Load a GGUF that neither model_sha256 nor the models manifest vouches for (logged as "
+        "unverified). Off: such a model is refused with a message saying how to vouch for it.")
     n_ctx: int = Field(4096, description="Context window in tokens (capped at the model's trained length).")
     n_gpu_layers: int | None = Field(
         None, description="Layers offloaded to CUDA; default all when CUDA is there."

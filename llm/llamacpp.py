@@ -91,8 +91,10 @@ class LlamaCppGenerator:
         loop_guard: LoopGuard | None = LoopGuard(),
         weight_repack: bool | None = None,
         foreground_lock: Path | None = None,
+        allow_unverified: bool = False,
     ) -> None:
         self.model_path = Path(model_path)
+        self._allow_unverified = allow_unverified  # load a model no digest vouches for (llm.allow_unverified_model)
         self.model_name = self.model_path.stem
         self._expected_sha256 = sha256.lower() if sha256 else None
         self._n_ctx = n_ctx
@@ -224,11 +226,19 @@ class LlamaCppGenerator:
         expected = self._expected_sha256 or recorded_sha256(self.model_path)
         if expected:
             digest = verify(self.model_path, expected)
+        elif not self._allow_unverified:
+            raise ModelIntegrityError(
+                f"{self.model_path} is not in the verified models manifest "
+                f"({self.model_path.parent / 'manifest.json'}) and no expected sha256 is set, so kb will not load "
+                "it: a swapped model file would go unnoticed. Set KB_LLM__MODEL_SHA256 to the sha256 of a copy you "
+                "trust, fetch the model with `kb models pull`, or set KB_LLM__ALLOW_UNVERIFIED_MODEL=true to load it "
+                "unverified."
+            )
         else:
             digest = sha256_file(self.model_path)
             log.warning(
-                "%s has no recorded sha256; loading it unverified (sha256 %s). Record it with "
-                "`kb models register` to have it checked.", self.model_path, digest
+                "%s has no recorded sha256; loading it unverified as llm.allow_unverified_model says (sha256 %s). "
+                "Set KB_LLM__MODEL_SHA256 to have it checked.", self.model_path, digest
             )
         from llama_cpp import Llama
 

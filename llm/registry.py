@@ -32,6 +32,7 @@ def _llamacpp(cfg: LlmSettings, models_dir: Path) -> Generator:
         sampling=Sampling.from_settings(cfg),
         loop_guard=LoopGuard.from_settings(cfg),
         foreground_lock=foreground.lock_path(models_dir),
+        allow_unverified=cfg.allow_unverified_model,
     )
 
 

@@ -164,3 +164,27 @@ def test_a_real_loop_is_cut_to_one_copy(smollm2: ModelInfo) -> None:
     assert stream.generated.startswith(answer) and len(stream.generated) > len(answer)
     # the model is free for the next question
     assert "".join(g.stream(MESSAGES, max_tokens=4, temperature=0.0))
+
+
+def test_a_model_no_manifest_or_setting_vouches_for_is_refused(smollm2: ModelInfo, tmp_path: Path) -> None:
+    """Issue 19: an unlisted GGUF is refused with a message saying what to do, not loaded with a log warning."""
+    copy = shutil.copyfile(smollm2.path, tmp_path / "unlisted.gguf")  # no manifest.json next to it
+    g = LlamaCppGenerator(copy, n_ctx=512)
+    with pytest.raises(ModelIntegrityError, match="not in the verified models manifest") as err:
+        g.count_tokens("x")
+    assert "KB_LLM__MODEL_SHA256" in str(err.value) and "KB_LLM__ALLOW_UNVERIFIED_MODEL" in str(err.value)
+    assert g._loaded is None
+    allowed = LlamaCppGenerator(copy, n_ctx=512, allow_unverified=True)  # the explicit setting lets it load
+    assert allowed.count_tokens("hello") > 0 and allowed.model_sha256 == smollm2.sha256
+
+
+def test_the_setting_reaches_the_generator(smollm2: ModelInfo, tmp_path: Path) -> None:
+    from app.settings import LlmSettings
+    from llm.registry import build_generator
+
+    copy = shutil.copyfile(smollm2.path, tmp_path / "unlisted.gguf")
+    refused = build_generator(LlmSettings(model_path=copy, n_ctx=512), tmp_path)
+    with pytest.raises(ModelIntegrityError, match="verified models manifest"):
+        refused.count_tokens("x")
+    allowed = build_generator(LlmSettings(model_path=copy, n_ctx=512, allow_unverified_model=True), tmp_path)
+    assert allowed.count_tokens("x") > 0
