@@ -29,6 +29,8 @@ from starlette.requests import Request  # noqa: E402
 from starlette.responses import PlainTextResponse, RedirectResponse, Response  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
+from ui.upload_route import upload_route  # noqa: E402
+
 COOKIE = "kb_session"
 SESSION_PATH = "/kb/session"
 SIGN_OUT_PATH = "/kb/sign-out"
@@ -111,5 +113,7 @@ async def sign_out(request: Request) -> Response:
 
 
 ROUTES = [Route(SESSION_PATH, start_session, methods=["POST"]), Route(SIGN_OUT_PATH, sign_out, methods=["POST"])]
+# The Documents page's uploader streams each file here (ui/upload_route.py, issue 18 part B).
+ROUTES.append(upload_route(_container, same_origin, COOKIE))
 
 app = st.App(str(Path(__file__).with_name("app.py")), routes=ROUTES)
