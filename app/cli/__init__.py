@@ -107,7 +107,7 @@ def _register() -> None:
     import importlib
 
     for name in ("docs", "query", "models_cmds", "pii_cmds", "eval_cmds", "audit_cmds", "serve", "api_cmds",
-                 "ops_cmds"):
+                 "ops_cmds", "db_cmds"):
         try:
             module = importlib.import_module(f"app.cli.{name}")
         except ModuleNotFoundError as exc:

@@ -725,8 +725,8 @@ def _restore_checked(container, who, src: Path, manifest: dict, ring: KeyRing, d
         notes.append("The model manifest is restored, not the model files: run `kb models pull` (or copy the "
                      "models folder back); kb checks them against the restored sha256.")
     if pg_engine is not None:
-        notes.append("Restored without owners and privileges: apply the GRANT hardening for the app role again "
-                     "(see app/audit.py).")
+        notes.append("Restored without owners and privileges: run `kb db setup-roles` again (as the DBA), so the "
+                     "app role cannot change the audit log.")
     counts = manifest["counts"]
     return RestoreResult(str(data_dir.resolve()), container.engine.url.render_as_string(hide_password=True),
                          backup_id, manifest["created_at"], manifest["database"].get("revision"), schema_to,
