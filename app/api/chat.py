@@ -83,6 +83,7 @@ def extras(res: qa.AskResult) -> dict[str, Any]:
     """kb's part of a response: what the answer is based on and where it was recorded."""
     return {
         "audit_seq": res.audit_seq,
+        "cached_from": res.cached_from,  # the audit record of the answer this one repeats (answer cache)
         "refused": res.refused,
         "refusal_reason": res.refusal_reason,
         "answer": res.answer,
