@@ -433,6 +433,7 @@ def verify(session: Session, key: bytes, *, batch: int = 5000, expect_head: tupl
     anchors: dict[int, str] = {}  # purged_through_seq -> hash of that record, from authentic anchors
     wanted = {h[0] for h in (expect_head, (checkpoint.seq, checkpoint.hash) if checkpoint else None) if h}
     found: dict[int, str] = {}  # the stored hash at the expected heads' seqs
+    relinked: dict[int, str] = {}  # old head seq -> its unkeyed hash, from authentic audit.relink records
     checked = 0
     for part in session.execute(stmt).partitions():
         for row in part:
@@ -451,6 +452,10 @@ def verify(session: Session, key: bytes, *, batch: int = 5000, expect_head: tupl
                     anchor_failure = anchor_failure or (row.seq, why)
                 elif isinstance(d.get("purged_through_seq"), int) and isinstance(d.get("purged_through_hash"), str):
                     anchors[d["purged_through_seq"]] = d["purged_through_hash"]
+            if intact and row.action == "audit.relink" and row.kind == "admin":
+                d = row.details or {}
+                if isinstance(d.get("old_head_seq"), int) and isinstance(d.get("old_head_hash"), str):
+                    relinked[d["old_head_seq"]] = d["old_head_hash"]
             if row.seq in wanted:
                 found[row.seq] = row.hash
             prev = row
@@ -467,7 +472,7 @@ def verify(session: Session, key: bytes, *, batch: int = 5000, expect_head: tupl
         if bad_seq is None and head:
             if checkpoint is not None and what == "the head checkpoint":
                 what = f"the head checkpoint of {checkpoint.at} ({checkpoint.source})"
-            bad_seq, problem = _check_head(head, found.get(head[0]), first, last_seq, what)
+            bad_seq, problem = _check_head(head, found.get(head[0]), first, last_seq, what, relinked)
     seconds = time.perf_counter() - t0
     first_seq = first.seq if first is not None else None
     if bad_seq is None:
@@ -497,8 +502,14 @@ def verify_checked(session: Session, vault: Vault, *, expect_head: tuple[int, st
 
 
 def _check_head(expect: tuple[int, str], found: str | None, first: _Copy | None, last_seq: int | None,
-                what: str) -> tuple[int | None, str | None]:
+                what: str, relinked: dict[int, str] | None = None) -> tuple[int | None, str | None]:
     seq, want = expect
+    if found is not None and found != want and relinked:
+        # A head recorded before migration 0006 re-linked the log names the old, unkeyed hash: the
+        # relink event vouches for the old head itself; earlier old hashes were not kept.
+        through = max(relinked)
+        if relinked.get(seq) == want or seq < through:
+            return None, None
     if found is None:
         if first is None:
             return 1, f"missing: the log is empty, but {what} records seq {seq} (the log was wiped)"

@@ -223,6 +223,9 @@ def test_migration_relinks_an_unkeyed_log_and_records_it(legacy):
     assert details == {"relinked": 7, "unkeyed": 7, "old_head_seq": 7, "old_head_hash": before[-1]["hash"]}
     with pytest.raises(DBAPIError, match="append-only"), legacy.engine.begin() as conn:
         conn.execute(text("UPDATE audit_log SET actor = 'x' WHERE seq = 1"))  # the guards are back
+    # A head recorded before the upgrade (e.g. in a backup's manifest) still checks out, a wrong one does not.
+    assert verify(legacy, expect_head=(7, before[-1]["hash"])).ok
+    assert not verify(legacy, expect_head=(7, "ab" * 32)).ok
 
 
 def test_migration_refuses_to_bless_a_tampered_old_log(legacy):
