@@ -172,18 +172,19 @@ def test_a_chinese_browser_gets_the_chinese_interface_and_the_switch_is_remember
     url = server["url"]
     page.goto(url)
     page.get_by_role("button", name="登录").wait_for()
-    assert page.get_by_label("用户名", exact=True).count() == 1 and page.get_by_label("密码", exact=True).count() == 1
+    page.get_by_label("用户名", exact=True).wait_for()
+    page.get_by_label("密码", exact=True).wait_for()
     shot(page, "zh-sign-in")
     sign_in(page, url, "admin", USERS["admin"], button="登录", user_label="用户名", password_label="密码")
     nav = page.get_by_test_id("stSidebarNav")
     for title in ("问答", "文档", "用户与权限", "我的账户"):
         nav.get_by_text(title, exact=True).wait_for()
-    assert page.get_by_role("button", name="退出登录").count() == 1
+    page.get_by_role("button", name="退出登录").wait_for()
     nav.get_by_text("问答", exact=True).click()
     page.get_by_role("heading", name="向文档提问").wait_for()
     shot(page, "zh-chat")
     # the sidebar switch changes the language at once, and is remembered for the user
-    page.get_by_test_id("stSidebar").get_by_role("button", name="English").click()
+    page.get_by_test_id("stSidebar").get_by_text("English", exact=True).click()
     page.get_by_role("heading", name="Ask the documents").wait_for()
     page.context.close()
     again = new_page(browser, locale="zh-CN")
@@ -191,9 +192,9 @@ def test_a_chinese_browser_gets_the_chinese_interface_and_the_switch_is_remember
     again.get_by_role("button", name="登录").wait_for()  # signed out, the browser's language counts
     sign_in(again, url, "admin", USERS["admin"], button="登录", user_label="用户名", password_label="密码")
     again.get_by_test_id("stSidebarNav").get_by_text("Documents", exact=True).wait_for()  # the user's choice
-    again.get_by_test_id("stSidebar").get_by_role("button", name="中文").click()  # back, for the other tests
+    again.get_by_test_id("stSidebar").get_by_text("中文", exact=True).click()  # back, for the other tests
     again.get_by_test_id("stSidebarNav").get_by_text("文档", exact=True).wait_for()
-    again.get_by_test_id("stSidebar").get_by_role("button", name="English").click()
+    again.get_by_test_id("stSidebar").get_by_text("English", exact=True).click()
     again.get_by_test_id("stSidebarNav").get_by_text("Documents", exact=True).wait_for()
     again.context.close()
 
