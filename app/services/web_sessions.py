@@ -242,6 +242,7 @@ def change_password(container, token: str | None, current: str, new: str) -> int
         raise PasswordChangeError("Enter your current password and the new one.")
     if current == new:
         raise PasswordChangeError("The new password is the same as the current one. Choose another.")
+    accounts.check_password_strength(new)  # before the current one is checked: a weak choice costs no attempt
     with container.sessions.begin() as s:
         ok = accounts.authenticate(s, name, current, ui.lockout_attempts, timedelta(minutes=ui.lockout_minutes))
         if ok is None:
