@@ -2,9 +2,11 @@
 
 llama.cpp's threads spin while they wait for each other, so one busy embedding thread on a shared core
 stalls every decoding step (measured on 2 vCPUs: 40 → 2-3 tokens/s while the worker embedded). Splitting
-the cores between the roles up front halves both all the time; instead, a generator holds a shared
+the cores between the roles up front halves both all the time; instead, a generator holds an exclusive
 ``flock`` on one file while it streams, and the worker, between embedding sub-batches, waits (up to a
-bound, so ingestion never starves) while anyone holds it. flock locks belong to open file descriptions:
+bound, so ingestion never starves) while anyone holds it. Exclusive, because two CPU generations at once
+(the UI's and the API's processes each hold a model) would fight for the same cores just the same: on
+one host they take turns. flock locks belong to open file descriptions:
 they work across processes (the UI, the API and ``kb worker``) and between threads of one process, and
 the kernel drops them when a process dies, so a crash can never leave the worker waiting.
 """
@@ -33,7 +35,8 @@ def _open(path: Path) -> int:
 
 @contextlib.contextmanager
 def generating(path: Path | None) -> Iterator[None]:
-    """Mark the enclosed generation as foreground work (None: no marking, e.g. on a GPU)."""
+    """Mark the enclosed generation as foreground work, waiting for another process's or thread's to end
+    (None: no marking, e.g. on a GPU). Not reentrant: never nest it."""
     if path is None:
         yield
         return
@@ -43,7 +46,7 @@ def generating(path: Path | None) -> Iterator[None]:
         yield
         return
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH)
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)  # releases the lock

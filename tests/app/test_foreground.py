@@ -40,10 +40,20 @@ def test_a_generation_is_seen_from_another_thread_and_released_after(tmp_path) -
     t.start()
     assert inside.wait(5)
     assert foreground.busy(lock)
-    with foreground.generating(lock):  # two answers at once (UI and API) share it
-        assert foreground.busy(lock)
+    order = []
+
+    def second() -> None:  # another answer (the API's process, say) waits its turn
+        with foreground.generating(lock):
+            order.append("second")
+
+    t2 = threading.Thread(target=second)
+    t2.start()
+    time.sleep(0.2)
+    order.append("first done")
     leave.set()
     t.join()
+    t2.join()
+    assert order == ["first done", "second"]
     assert not foreground.busy(lock)
     assert oct(lock.stat().st_mode & 0o777) == "0o600"
 
