@@ -107,6 +107,16 @@ def end_session(user: SessionUser, reason: str) -> None:
         log.exception("could not record the end of a session")
     _forget(keep=(i18n.LANG_KEY,))
     st.session_state[ENDED_KEY] = True  # the cookie this connection still sends is dead: no "session ended"
+    st.session_state[CLEAR_COOKIE_KEY] = True  # the sign-in page asks the server to delete it
+
+
+CLEAR_COOKIE_KEY = "kb_clear_cookie"
+
+
+def clear_cookie_form() -> None:
+    """POST to /kb/sign-out, which deletes the (already ended) session cookie and reloads the page."""
+    st.html('<form id="kb-sign-out" method="post" action="/kb/sign-out"></form>'
+            "<script>document.getElementById('kb-sign-out').submit();</script>", unsafe_allow_javascript=True)
 
 
 def require(page: str) -> SessionUser:

@@ -111,10 +111,18 @@ def test_reload_keeps_the_session_and_the_open_conversation(server, browser):
     page.get_by_role("button", name="Export as Markdown").first.wait_for()
     shot(page, "session-after-reload")
     # signing out ends it for good: the old cookie value opens nothing any more
+    old = cookie["value"]
     page.get_by_role("button", name="Sign out").click()
     page.get_by_role("button", name="Sign in").wait_for()
+    for _ in range(40):  # the sign-in page has the server delete the cookie
+        if not [c for c in page.context.cookies() if c["name"] == COOKIE]:
+            break
+        page.wait_for_timeout(250)
+    assert not [c for c in page.context.cookies() if c["name"] == COOKIE]
+    page.context.add_cookies([{**cookie, "value": old}])  # a copy of the old cookie opens nothing
     page.reload()
     page.get_by_role("button", name="Sign in").wait_for()
+    assert page.get_by_text("sam ·").count() == 0
     page.context.close()
 
 

@@ -61,6 +61,8 @@ with middle:
     notice = st.session_state.pop(common.NOTICE_KEY, None)
     if notice:
         st.info(notice)
+    if st.session_state.pop(common.CLEAR_COOKIE_KEY, False):
+        common.clear_cookie_form()
     code = st.session_state.pop(HANDOFF_KEY, None)
     if code:
         handoff_form(code)
