@@ -99,6 +99,12 @@ class PiiSettings(BaseModel):
         "sentences where the lexicon or a cue saw a possible name (fast), 'capitalized' in every sentence "
         "with a capitalised word inside (about 3x slower, a little more recall), 'off' never.",
     )
+    chinese_ner: bool = Field(
+        True,
+        description="Find Chinese person names and postal addresses with the character CRF trained on CLUENER "
+        "(no cue word needed). Off: only names next to cues (姓名, 先生/女士, 患者) and address patterns; "
+        "faster on Chinese text (docs/benchmarks.md).",
+    )
 
 
 E5_MODEL = "multilingual-e5-small"  # the folder `kb models pull` converts it into, under <data dir>/models
@@ -194,7 +200,8 @@ class RetrievalSettings(BaseModel):
         True, description="Chinese BM25: full-width letters, digits and punctuation are indexed and searched as ASCII.",
     )
     oov_bigrams: bool = Field(
-        False, description="Chinese BM25: also index the character bigrams of words outside jieba's dictionary.",
+        True, description="Chinese BM25: also index the character bigrams of words outside jieba's dictionary "
+        "(CMRC2018 dev R@1 0.967 -> 0.973).",
     )
 
     def gate_for(self, language: str) -> float:

@@ -84,7 +84,10 @@ def is_pulled(models_dir: Path) -> bool:
         ok = json.loads(source.read_text()).get("wheel_sha256") == WHEEL_SHA256
     except (OSError, ValueError):
         return False
-    return ok and (Path(models_dir) / ENGINE_DIR / "e5-small-q4.bin").is_file()
+    from retrieval.embedder import LANGUAGE_MEANS
+
+    return ok and (Path(models_dir) / ENGINE_DIR / "e5-small-q4.bin").is_file() and \
+        (Path(models_dir) / MODEL_DIR / LANGUAGE_MEANS).is_file()
 
 
 def pull(models_dir: Path, wheel: Path | None = None) -> Path:

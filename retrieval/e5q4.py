@@ -258,6 +258,25 @@ def normalization_mismatches(f: E5File) -> dict[int, tuple[str, str]]:
     return out
 
 
+def write_language_means(folder: Path) -> None:
+    """kb_language_means.npz: the mean passage vector per language over retrieval/data/calibration.txt (English
+    and Chinese text written for kb), from the model in ``folder`` run in fp32. See
+    retrieval.embedder.language_centered for why."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from retrieval.embedder import LANGUAGE_MEANS, normalized, text_language
+
+    calibration = Path(__file__).with_name("data") / "calibration.txt"
+    texts = [t.strip() for t in calibration.read_text(encoding="utf-8").splitlines() if t.strip()]
+    model = SentenceTransformer(str(folder), device="cpu", local_files_only=True)
+    with torch.inference_mode():
+        vecs = normalized(model.encode([PASSAGE_PREFIX + t for t in texts], batch_size=16, convert_to_numpy=True))
+    langs = [text_language(t) for t in texts]
+    means = {lang: vecs[[i for i, x in enumerate(langs) if x == lang]].mean(axis=0) for lang in ("en", "zh")}
+    np.savez(folder / LANGUAGE_MEANS, **means)
+
+
 def write_folder(f: E5File, target: Path, source: dict) -> None:
     """A sentence-transformers folder (XLM-R encoder, mean pooling, normalization) at ``target``, written
     to a temporary folder and renamed, so a reader never sees half a model."""
@@ -292,6 +311,7 @@ def write_folder(f: E5File, target: Path, source: dict) -> None:
         (tmp / "config_sentence_transformers.json").write_text(json.dumps(
             {"prompts": {"query": QUERY_PREFIX, "passage": PASSAGE_PREFIX}, "default_prompt_name": None,
              "similarity_fn_name": "cosine"}, indent=2))
+        write_language_means(tmp)
         (tmp / "kb_source.json").write_text(json.dumps(source, indent=2))
         if target.exists():
             shutil.rmtree(target)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import re
 import threading
 import warnings
 from pathlib import Path
@@ -169,16 +170,58 @@ def _load(folder: Path, device: str | None, precision: str, max_tokens: int | No
     return model, actual
 
 
+LANGUAGE_MEANS = "kb_language_means.npz"  # per-language mean vectors beside a model (see language_centered)
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_LATIN_WORD = re.compile(r"[A-Za-z]+")
+
+
+def text_language(text: str) -> str:
+    """'zh' when the text has at least as many Han characters as Latin words, else 'en' (llm.prompt's rule)."""
+    han = len(_HAN.findall(text))
+    return "zh" if han and han >= len(_LATIN_WORD.findall(text)) else "en"
+
+
+def language_centered(vecs: np.ndarray, texts: list[str], means: dict[str, np.ndarray]) -> np.ndarray:
+    """Each vector minus the mean vector of its text's language, renormalized.
+
+    Why: a multilingual encoder's vectors carry the language itself. With multilingual-e5-small a Chinese
+    question scored every Chinese passage above the English memo it was about (0.84-0.86 against 0.81), so
+    in a mixed collection a question found its document in the other language first in 1 of 16 cases.
+    Subtracting each language's mean (taken once from kb's calibration text, not from any evaluation set)
+    removes most of that offset: 15 of 16 (bench/data/cross_language.jsonl; docs/benchmarks.md)."""
+    if not means or not len(texts):
+        return vecs
+    out = vecs - np.stack([means.get(text_language(t), 0.0) * np.ones(vecs.shape[1], np.float32) for t in texts])
+    return normalized(out)
+
+
+def load_language_means(folder: Path) -> dict[str, np.ndarray]:
+    f = Path(folder) / LANGUAGE_MEANS
+    if not f.is_file():
+        return {}
+    with np.load(f, allow_pickle=False) as z:
+        return {k: z[k].astype(np.float32) for k in z.files}
+
+
 class PrefixedEmbedder:
     """What every embedder shares: prefixes, normalized float32 output and tokenizer helpers for chunking.
 
-    Subclasses provide ``tokenizer``, ``dim``, ``max_tokens`` and ``_encode``; constructors stay cheap and
-    the model loads on first use.
+    Subclasses provide ``tokenizer``, ``dim``, ``max_tokens``, ``model_dir`` and ``_encode``; constructors stay
+    cheap and the model loads on first use. A model folder holding kb_language_means.npz gets its vectors
+    centered per language (:func:`language_centered`).
     """
 
     model_name: str
     query_prefix: str
     passage_prefix: str
+    _means: dict[str, np.ndarray] | None = None
+
+    @property
+    def language_means(self) -> dict[str, np.ndarray]:
+        if self._means is None:
+            folder = getattr(self, "model_dir", None)
+            self._means = load_language_means(folder) if folder is not None else {}
+        return self._means
 
     @property
     def tokenizer(self) -> Any:
@@ -192,10 +235,10 @@ class PrefixedEmbedder:
         raise NotImplementedError
 
     def embed_passages(self, texts: list[str]) -> np.ndarray:
-        return self._encode([self.passage_prefix + t for t in texts])
+        return language_centered(self._encode([self.passage_prefix + t for t in texts]), texts, self.language_means)
 
     def embed_queries(self, texts: list[str]) -> np.ndarray:
-        return self._encode([self.query_prefix + t for t in texts])
+        return language_centered(self._encode([self.query_prefix + t for t in texts]), texts, self.language_means)
 
     def embed_query(self, text: str) -> np.ndarray:
         return self.embed_queries([text])[0]

