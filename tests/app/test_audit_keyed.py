@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,10 +22,35 @@ from app.errors import KbError
 from app.keys import KeyRing
 from app.models import AuditRecord
 from app.services.container import Container
+from tests.app.pg_roles import app_role_kb
 from tests.app.test_audit import ADMIN, attacker, dialect, fill, raw, verify
 from tests.conftest import make_settings
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(params=["owner", "app-role"])
+def container(request, tmp_path, db_url) -> Iterator[Container]:
+    """kb initialised as usual ("owner": it owns the schema) and, on PostgreSQL, kb running as the app role
+    `kb db setup-roles` made, with the superuser's engine as `dba_engine` for the attacker."""
+    from app.services.setup import init
+
+    c = Container(make_settings(tmp_path / "data", db_url))
+    init(c, "admin", "admin-password-1")
+    try:
+        if request.param == "owner":
+            yield c
+        elif c.engine.dialect.name != "postgresql":
+            pytest.skip("the app role is PostgreSQL's")
+        else:
+            with app_role_kb(c, tmp_path / "data") as (app_kb, _, _):
+                yield app_kb
+    finally:
+        c.engine.dispose()
+
+
+def as_app_role(container) -> bool:
+    return hasattr(container, "dba_engine")
 
 
 def records(container) -> list[dict]:
@@ -69,10 +95,15 @@ def test_forged_anchor_and_delete_is_reported(container, link):
     row = forged_anchor_row(container, 8, fn)
     with container.engine.begin() as conn:  # INSERT is what the application may do
         conn.execute(insert(AuditRecord.__table__), [row])
-    with container.engine.begin() as conn:
-        if dialect(container) == "postgresql":  # the app role's owner rights of old: flag and delete
+    if as_app_role(container):  # the app role may not delete at all ...
+        with pytest.raises(DBAPIError, match="permission denied"), container.engine.begin() as conn:
             conn.execute(text("SET LOCAL kb.audit_purge = 'on'"))
-        conn.execute(text("DELETE FROM audit_log WHERE seq <= 8"))  # the guard trusts the well-formed anchor
+            conn.execute(text("DELETE FROM audit_log WHERE seq <= 8"))
+    # ... the table owner (the app role of old) or a superuser may: flag set, the guard trusts the anchor
+    with getattr(container, "dba_engine", container.engine).begin() as conn:
+        if dialect(container) == "postgresql":
+            conn.execute(text("SET LOCAL kb.audit_purge = 'on'"))
+        conn.execute(text("DELETE FROM audit_log WHERE seq <= 8"))
     report = verify(container)
     assert not report.ok and report.first_bad_seq == 1 and report.last_good_seq is None
     assert report.problem.startswith("missing: records 1..8") and "authentic purge anchor" in report.problem
@@ -121,16 +152,17 @@ def test_wiped_log_is_reported(container):
 
 def test_the_checkpoint_file_is_authenticated_and_never_moves_back(container):
     fill(container, 3)
+    head = verify(container).last_seq
     with container.sessions() as s:
         cp = audit.latest_checkpoint(s, container.vault)
-    assert cp is not None and cp.seq == 4 and Path(cp.source).parent == container.settings.audit_head_dir
+    assert cp is not None and cp.seq == head and Path(cp.source).parent == container.settings.audit_head_dir
     assert oct(Path(cp.source).stat().st_mode & 0o777) == "0o600"
     store = audit.checkpoint_store(container.vault)
     key = audit.chain_key(container.vault.ring)
     db_id = audit.database_id(container.engine.url)
     store.write(key, db_id, 2, raw(container, 2)["hash"])  # a slower process commits an older head later
     with container.sessions() as s:
-        assert audit.latest_checkpoint(s, container.vault).seq == 4
+        assert audit.latest_checkpoint(s, container.vault).seq == head
     # Someone with file access but not the key lowers the head to hide a cut: the MAC fails.
     body = json.loads(Path(cp.source).read_text())
     body.update(seq=2, hash=raw(container, 2)["hash"])
@@ -162,6 +194,7 @@ def test_an_anchor_inside_its_retention_period_does_not_count(container):
     """Defence in depth: even a keyed anchor (only kb's purge, which refuses this, can make one) that
     names a date inside its retention period is reported."""
     fill(container, 3)
+    anchor_seq = verify(container).last_seq + 1
     now = datetime.now(UTC)
     with container.sessions.begin() as s:
         audit._append(s, container.vault, kind="anchor", action="audit.purge", actor=ADMIN, outcome="ok",
@@ -169,13 +202,18 @@ def test_an_anchor_inside_its_retention_period_does_not_count(container):
                       details={"before": now.isoformat(), "purged_through_seq": 2, "retention_days": 180,
                                "purged_through_hash": raw(container, 2)["hash"]})
     report = verify(container)
-    assert not report.ok and report.first_bad_seq == 5 and "retention period" in report.problem
+    assert not report.ok and report.first_bad_seq == anchor_seq and "retention period" in report.problem
 
 
 def test_purge_still_works_and_refuses_inside_retention(container):
     fill(container, 3)
     with pytest.raises(KbError, match="retention period"), container.sessions.begin() as s:
         audit.purge(s, container.vault, datetime.now(UTC), ADMIN, 180)
+    if as_app_role(container):  # purges run as the owner; the app role cannot delete
+        with pytest.raises(DBAPIError, match="permission denied"), container.sessions.begin() as s:
+            audit.purge(s, container.vault, datetime.now(UTC), ADMIN, 0)
+        assert verify(container).ok
+        return
     with container.sessions.begin() as s:
         rep = audit.purge(s, container.vault, datetime.now(UTC), ADMIN, 0)
     assert rep.purged == 4

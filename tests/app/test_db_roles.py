@@ -4,13 +4,11 @@ reported by `kb audit verify` run as that app role."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import insert, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from app import audit
@@ -20,11 +18,10 @@ from app.services import db_roles, session
 from app.services.caller import Caller, operator
 from app.services.container import Container
 from app.services.setup import init
+from tests.app.pg_roles import app_role_kb
 from tests.app.test_audit import fill, verify
 from tests.app.test_audit_keyed import forged_anchor_row
 from tests.conftest import make_settings
-
-APP_PASSWORD = "app-role-password-7"
 
 
 @pytest.fixture
@@ -32,20 +29,10 @@ def roles(pg_database, tmp_path) -> Iterator[tuple[Container, Container, str, st
     """(the DBA's kb, the app role's kb, owner name, app name) over one fresh database and data dir."""
     dba = Container(make_settings(tmp_path / "data", pg_database))
     init(dba, "admin", "admin-password-1")
-    suffix = uuid.uuid4().hex[:8]
-    owner, app = f"kbt_owner_{suffix}", f"kbt_app_{suffix}"
-    db_roles.setup_roles(dba, operator("cli"), owner=owner, app=app, app_password=APP_PASSWORD)
-    url = make_url(pg_database).set(username=app, password=APP_PASSWORD).render_as_string(hide_password=False)
-    app_kb = Container(make_settings(tmp_path / "data", url))
     try:
-        yield dba, app_kb, owner, app
+        with app_role_kb(dba, tmp_path / "data") as (app_kb, owner, app):
+            yield dba, app_kb, owner, app
     finally:
-        app_kb.engine.dispose()
-        with dba.engine.begin() as conn:
-            conn.execute(text(f"REASSIGN OWNED BY {owner} TO current_user"))
-            conn.execute(text(f"DROP OWNED BY {app}, {owner}"))
-            conn.execute(text(f"DROP ROLE {app}"))
-            conn.execute(text(f"DROP ROLE {owner}"))
         dba.engine.dispose()
 
 
