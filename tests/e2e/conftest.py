@@ -63,6 +63,10 @@ def kb_server(tmp_path_factory, smollm2) -> Iterator[dict]:
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("KB_")}
+    # the compiled embedder shared by the whole suite (tests/conftest.py): without it the server's worker
+    # quantizes the model again in this temp data dir, minutes on a loaded machine before the first document
+    if os.environ.get("KB_RETRIEVAL__EMBED_CACHE_DIR"):
+        env["KB_RETRIEVAL__EMBED_CACHE_DIR"] = os.environ["KB_RETRIEVAL__EMBED_CACHE_DIR"]
     env.update({"KB_DATA_DIR": str(data), "KB_LLM__MODEL_PATH": str(smollm2.path),
                 "KB_LLM__MODEL_SHA256": smollm2.sha256 or "", "KB_INGEST__POLL_SECONDS": "0.5",
                 "KB_LLM__MAX_TOKENS": "160", "KB_API__PORT": str(free_port()), "PYTHONUNBUFFERED": "1"})
