@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from sqlalchemy import Select, select
+from sqlalchemy.exc import DBAPIError
 
 from app import audit
 from app.errors import KbError, NotFound, PermissionDenied
@@ -255,5 +256,12 @@ def last_check(container) -> ChainCheck | None:
 def purge(container, who: Principal, before: datetime) -> audit.PurgeReport:
     """Delete the records created before `before` (refused inside KB_AUDIT__RETENTION_DAYS); see app.audit.purge."""
     require_role(who, "admin")
-    with container.sessions.begin() as s:
-        return audit.purge(s, container.vault, before, as_actor(who), container.settings.audit.retention_days)
+    try:
+        with container.sessions.begin() as s:
+            return audit.purge(s, container.vault, before, as_actor(who), container.settings.audit.retention_days)
+    except DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) != "42501":  # insufficient_privilege
+            raise
+        raise KbError("The database refused the purge: kb is logged in as the application role, which may not "
+                      "delete audit records (kb db setup-roles). Run `kb audit purge` with KB_DATABASE__URL naming "
+                      "the owner role or a DBA login.") from None

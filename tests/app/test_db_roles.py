@@ -138,3 +138,16 @@ def test_setup_roles_explains_sqlite(tmp_path):
     with pytest.raises(KbError, match="SQLite"):
         db_roles.setup_roles(c, operator("cli"), owner="kb_owner", app="kb_app")
     c.engine.dispose()
+
+
+def test_a_purge_as_the_app_role_says_to_run_it_as_the_owner(roles):
+    dba, app_kb, _, _ = roles
+    from datetime import UTC, datetime, timedelta
+
+    from app.services import auditing
+
+    fill(app_kb, 2)
+    app_kb.settings.audit.retention_days = 0
+    with pytest.raises(KbError, match="owner role"):
+        auditing.purge(app_kb, operator("cli"), datetime.now(UTC) - timedelta(seconds=0))
+    assert verify(app_kb).ok  # nothing was deleted, and no anchor was left behind
