@@ -200,6 +200,15 @@ class CheckpointStore:
         finally:
             os.close(lock_fd)  # releases the lock
 
+    def forget(self, db_id: str) -> bool:
+        """Drop this database's head file (its log was emptied on purpose: `kb migrate --revision base`).
+        An external checkpoint log keeps its lines: it is append-only by design."""
+        try:
+            self._path(db_id).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
     def _read_file(self, key: bytes, db_id: str, path: Path) -> Checkpoint | None:
         try:
             text_ = path.read_text()

@@ -275,3 +275,17 @@ def test_migration_refuses_to_bless_a_tampered_old_log(legacy):
     with legacy.engine.connect() as conn:
         assert conn.execute(select(AuditRecord.__table__.c.actor).where(AuditRecord.__table__.c.seq == 3)).scalar() \
             == "mallory"  # nothing was re-linked
+
+
+def test_emptying_the_schema_on_purpose_starts_a_new_checkpoint(tmp_path, db_url):
+    from app.services.setup import init, migrate_schema
+
+    c = Container(make_settings(tmp_path / "data", db_url))
+    init(c, "admin", "admin-password-1")
+    fill(c, 3)
+    assert verify(c).checkpoint_seq == 4
+    migrate_schema(c, "base")  # `kb migrate --revision base`: the operator empties the database
+    init(c, "admin", "admin-password-1")
+    report = verify(c)
+    assert report.ok and report.checked == 1 and report.checkpoint_seq == 1
+    c.engine.dispose()
