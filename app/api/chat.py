@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.api.auth import caller
 from app.api.errors import ApiError, body
 from app.errors import KbError
-from app.services import qa
+from app.services import answer_cache, qa
 from app.services.caller import Caller
 
 log = logging.getLogger(__name__)
@@ -154,15 +154,20 @@ def _start(request: Request, who: Caller, req: ChatRequest) -> _Run:
                 state.metrics.observe_answer(ev.result)
             yield ev
 
+    slot = True
     try:
         state.slots.acquire()  # 503 when full
     except ApiError:
-        state.metrics.rejected.inc()
-        raise
+        # A question answered from the answer cache needs no generator: it is not turned away.
+        if not answer_cache.has_answer(state.container, who, question, opts.k, collections, history or None):
+            state.metrics.rejected.inc()
+            raise
+        slot = False
     state.metrics.pending.set(state.slots.in_use)
 
     def on_end() -> None:
-        state.slots.release()
+        if slot:
+            state.slots.release()
         state.metrics.pending.set(state.slots.in_use)
 
     return _Run(asyncio.get_running_loop(), events, on_end)

@@ -281,3 +281,22 @@ def store(container, key: CacheKey | None, res) -> None:
         })
     except Exception:
         log.warning("caching the answer failed", exc_info=True)
+
+
+def has_answer(container, caller, question: str, k: int | None = None, collections: set[int] | None = None,
+               history=None) -> bool:
+    """Whether qa.ask would answer this from the cache now (the API lets such a question past a full
+    generator queue: it needs no generator). Computed as qa.ask computes its key."""
+    if not container.answer_cache.enabled or not isinstance(question, str) or not question.strip():
+        return False
+    from app.services.qa import parse_history
+
+    try:
+        turns = parse_history(history)
+    except Exception:  # invalid history: qa.ask says why
+        return False
+    allowed = caller.collection_ids
+    if collections is not None:
+        allowed = frozenset(collections if allowed is None else set(allowed) & set(collections))
+    key = key_for(container, question.strip(), turns, allowed, k or container.settings.retrieval.top_k)
+    return key is not None and container.answer_cache.get(key) is not None

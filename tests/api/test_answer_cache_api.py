@@ -46,13 +46,14 @@ def served(tmp_path_factory, smollm2):
     users.create_user(c, ADMIN, "sam", "staff", "sam-password-1")
     users.grant(c, ADMIN, "hr", user="sam")
     keys = {u: api_keys.create(c, ADMIN, u, name="tests").secret for u in ("sam", "admin")}
-    with serve(create_app(c)) as url:
-        yield c, url, keys
+    app = create_app(c)
+    with serve(app) as url:
+        yield c, url, keys, app
     c.engine.dispose()
 
 
 def test_repeated_question_over_http_is_cached_and_audited(served):
-    c, url, keys = served
+    c, url, keys, _ = served
     ai = openai.OpenAI(base_url=f"{url}/v1", api_key=keys["sam"], max_retries=0, timeout=300)
     ask = [{"role": "user", "content": QUESTION}]
     first = ai.chat.completions.create(model="kb", messages=ask)
@@ -90,7 +91,7 @@ def test_repeated_question_over_http_is_cached_and_audited(served):
 
 
 def test_a_key_with_other_grants_never_gets_a_cached_answer_of_another(served):
-    c, url, keys = served
+    c, url, keys, _ = served
     sam = openai.OpenAI(base_url=f"{url}/v1", api_key=keys["sam"], max_retries=0, timeout=300)
     admin = openai.OpenAI(base_url=f"{url}/v1", api_key=keys["admin"], max_retries=0, timeout=300)
     q = [{"role": "user", "content": "What is the salary band for senior engineers?"}]
@@ -107,3 +108,24 @@ def test_a_key_with_other_grants_never_gets_a_cached_answer_of_another(served):
         hr = s.scalar(select(Collection.id).where(Collection.name == "hr"))
     only_hr = admin.chat.completions.create(model="kb", messages=q, extra_body={"kb": {"collections": [hr]}})
     assert only_hr.model_extra["kb"]["cached_from"] == s1["audit_seq"]  # the same question over the same set
+
+
+def test_a_full_generator_queue_still_serves_cached_answers(served):
+    _, url, keys, app = served
+    ai = openai.OpenAI(base_url=f"{url}/v1", api_key=keys["sam"], max_retries=0, timeout=300)
+    ask = [{"role": "user", "content": QUESTION}]
+    ai.chat.completions.create(model="kb", messages=ask)  # in the cache now (if it was not already)
+    slots = app.state.slots
+    taken = 0
+    try:
+        while slots.in_use < slots.capacity:  # every generator slot busy
+            slots.acquire()
+            taken += 1
+        r = httpx.post(f"{url}/v1/chat/completions", headers=auth(keys["sam"]),
+                       json={"messages": [{"role": "user", "content": "Who approves leave requests?"}]})
+        assert r.status_code == 503 and r.headers["retry-after"]
+        r = httpx.post(f"{url}/v1/chat/completions", headers=auth(keys["sam"]), json={"messages": ask}, timeout=60)
+        assert r.status_code == 200 and r.json()["kb"]["cached_from"] is not None
+    finally:
+        for _ in range(taken):
+            slots.release()
