@@ -172,3 +172,29 @@ def test_sign_out_clears_the_session(kb):
     at.run()
     assert common.USER_KEY not in at.session_state
     assert [r.target for r in actions(kb, "session.logout")] == ["admin"]
+
+
+def test_sign_in_rows_show_no_account_name_in_the_question_column(kb):
+    """A failed sign-in's target is what was typed as the user name (sometimes a password)."""
+    submit_login(app().run(), "sam", "wrong-password-0")
+    submit_login(app().run(), "sam", PASSWORDS["sam"])
+    users.create_collection(kb, session_user("admin"), "minutes")  # an admin event: its target stays
+    at = app(user="audrey").run()
+    next(s for s in at.selectbox if s.label == "Show").select("").run()  # all events
+    table = at.dataframe[0].value
+    events = dict(zip(table["event"], table["question"], strict=False))
+    assert {"login.failed", "login.ok", "collection.create"} <= set(events)
+    assert events["login.failed"] == "" and events["login.ok"] == ""
+    assert events["collection.create"] == "minutes"
+
+
+def test_an_admin_without_collections_lands_on_documents(kb):
+    from app.models import Collection, Grant, User
+
+    with kb.sessions.begin() as s:  # as on a fresh install: no collection yet, own password already set
+        s.query(Grant).delete()
+        s.query(Collection).delete()
+        s.query(User).filter(User.name == "admin").one().must_change_password = False
+    at = app(user="admin").run()
+    assert not at.exception
+    assert titles(at) == ["Documents"]
