@@ -60,6 +60,7 @@ def upload_route(container: Callable[[], Any], same_origin: Callable[[Request], 
             return _error(403, "Only admins upload documents.")
         try:
             name, collection = _header(request, "x-kb-file-name"), _header(request, "x-kb-collection")
+            password = _header(request, "x-kb-file-password") or None  # opens protected files once, never kept
         except UnicodeDecodeError:
             return _error(400, "The file or collection name is not valid UTF-8.")
         if not name.strip() or not collection.strip():
@@ -85,7 +86,7 @@ def upload_route(container: Callable[[], Any], same_origin: Callable[[Request], 
                     out.write(piece)
             with open(path, "rb") as f:
                 results = await run_in_threadpool(documents.save_uploads, c, resumed.user,
-                                                  [documents.Upload(name, f)], collection)
+                                                  [documents.Upload(name, f)], collection, password)
         except ClientDisconnect:
             return _error(400, "The upload was interrupted.")
         except KbError as exc:

@@ -35,6 +35,8 @@ i18n.register({
                        "table files are read. Folders of thousands of files are fine: each file is sent on its own.",
                  "zh": "每个文件最大 {mb} MB。zip 压缩包会被解开；可读取 Office、PDF、邮件、网页、文本和表格文件。"
                        "可上传包含数千个文件的文件夹：每个文件单独发送。"},
+    "up.password": {"en": "Password of protected files (optional)", "zh": "受保护文件的密码（可选）"},
+    "up.indexed": {"en": "indexed", "zh": "已索引"},
     "up.pick_collection": {"en": "Choose or name a collection first.", "zh": "请先选择或填写文档集。"},
 })
 
@@ -55,6 +57,8 @@ export default function (component) {
       <div class="kbup-pick">
         <label class="kbup-btn">${L.files}<input type="file" multiple data-kind="files"></label>
         <label class="kbup-btn">${L.folder}<input type="file" multiple webkitdirectory data-kind="folder"></label>
+        <input type="password" class="kbup-pw" autocomplete="off" aria-label="${L.password}"
+               placeholder="${L.password}" data-testid="kbUploadPassword">
         <button type="button" class="kbup-go" data-testid="kbUploadStart">${L.start}</button>
       </div>
       <div class="kbup-hint"></div>
@@ -143,6 +147,7 @@ export default function (component) {
       xhr.setRequestHeader("X-Kb-Upload", "1");
       xhr.setRequestHeader("X-Kb-File-Name", encodeURIComponent(rel(f)));
       xhr.setRequestHeader("X-Kb-Collection", encodeURIComponent(S.data.collection));
+      if (S.password) xhr.setRequestHeader("X-Kb-File-Password", encodeURIComponent(S.password));  // indexed now
       xhr.upload.onprogress = (ev) => { if (ev.lengthComputable) set(i, L.sending, ev.loaded / ev.total, "sending"); };
       xhr.onload = () => {
         let body = {};
@@ -158,6 +163,7 @@ export default function (component) {
           if (r.document_id) S.out.ids.push(r.document_id);
           if (r.outcome === "queued") { S.out.queued += 1; set(i, L.queued, 1, "queued"); }
           else if (r.outcome === "unchanged") { S.out.unchanged += 1; set(i, L.unchanged, 1, "unchanged"); }
+          else if (r.outcome === "indexed") { set(i, L.indexed, 1, "queued"); }
           else {
             set(i, (L[r.outcome] || r.outcome) + (r.reason ? ": " + r.reason : ""), 1, "refused");
             S.out.refused.push({ source: r.source, outcome: r.outcome, reason: r.reason || "" });
@@ -181,6 +187,8 @@ export default function (component) {
       S.root.querySelector(".kbup-summary").textContent = S.data.labels.pick_collection;
       return;
     }
+    const pw = S.root.querySelector(".kbup-pw");
+    S.password = pw.value; pw.value = "";  // used for this batch only, then forgotten
     S.running = true; S.sent = 0; S.state = [];
     S.out = { collection: S.data.collection, files: 0, queued: 0, unchanged: 0, ids: [], refused: [], failed: [] };
     draw(true);
@@ -194,7 +202,7 @@ export default function (component) {
       }
     };
     await Promise.all(Array.from({ length: Math.min(S.data.concurrency, S.files.length) }, worker));
-    S.running = false;
+    S.running = false; S.password = "";
     draw(false);
     S.out.refused = S.out.refused.slice(0, 200);
     S.out.failed = S.out.failed.slice(0, 200);
