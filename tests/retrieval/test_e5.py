@@ -129,3 +129,32 @@ def test_auto_picks_e5_once_pulled_with_its_prefixes_languages_and_gates(tmp_pat
     # an explicit choice wins
     r = Settings(data_dir=tmp_path / "b", retrieval={"embedder_model": MINILM_MODEL, "min_score": 0.3}).retrieval
     assert (r.embedder_model, r.min_score, r.embedder_languages) == (MINILM_MODEL, 0.3, ["en"])
+
+
+def test_switching_the_embedder_embeds_the_stored_chunks_again(container, tmp_path, converted) -> None:
+    """Chunks indexed with MiniLM; then kb runs with e5 (as after `kb models pull`): the rebuild sees that the
+    stored vectors are another model's, re-embeds and reseals them, and a Chinese question finds the English memo."""
+    from app.models import Chunk, Document
+    from app.services.search import SearchIndex
+    from tests.app.test_search_service import add_doc
+
+    memo = "Staff parking: the car park on Elm Street is reserved for employees with a blue permit, 40 euros a month."
+    add_doc(container, tmp_path, "a", memo)
+    add_doc(container, tmp_path, "b", "The canteen serves lunch from 11:30 to 13:30; a set meal costs 18 yuan.")
+    assert len(container.search_index) == 2
+    c = container
+    c.settings.retrieval.embedder_model = str(converted.model_dir)
+    c.settings.retrieval.embedder_languages = ["en", "zh"]
+    c.__dict__["embedder"] = converted  # what the container builds after the pull (here: PyTorch, no compile)
+    fresh = SearchIndex(c)
+    assert fresh.rebuild() == 2
+    with c.sessions() as s:
+        row = s.query(Chunk).join(Document, Document.id == Chunk.document_id).filter(
+            Document.source.like("%a.txt")).one()
+        dek = c.vault.data_key(s, s.get(Document, row.document_id).dek_id)
+        stored = np.frombuffer(c.vault.open(dek, row.vector_sealed, "vectors", row.document_id, row.idx), "<f4")
+        text = c.vault.open_text(dek, row.text_sealed, "chunks", row.document_id, row.idx)
+    assert float(stored @ converted.embed_passages([text])[0]) > 0.999
+    assert not fresh._vectors_stale([text], stored[None, :])  # a second rebuild keeps them
+    hits = fresh.search("员工停车许可证每月多少钱？", 1, None)
+    assert hits[0].chunk_id == row.id
