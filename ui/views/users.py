@@ -6,8 +6,75 @@ import streamlit as st
 
 from app.accounts import ROLES
 from app.services import session, users
-from ui import common
+from ui import common, i18n
+from ui.i18n import t
 from ui.safe_text import safe_label
+
+i18n.register({
+    "users.title": {"en": "Users & access", "zh": "用户与权限"},
+    "users.tab_users": {"en": "Users", "zh": "用户"},
+    "users.tab_access": {"en": "Collections and grants", "zh": "文档集与授权"},
+    "users.shown_once": {"en": "Password for **{name}** — give it to them now; it is not shown again:",
+                         "zh": "**{name}** 的密码——请现在交给对方，之后不会再显示："},
+    "users.state.disabled": {"en": "disabled", "zh": "已停用"},
+    "users.state.locked": {"en": "locked", "zh": "已锁定"},
+    "users.state.active": {"en": "active", "zh": "正常"},
+    "users.col.user": {"en": "user", "zh": "用户"},
+    "users.col.role": {"en": "role", "zh": "角色"},
+    "users.col.state": {"en": "state", "zh": "状态"},
+    "users.col.created": {"en": "created", "zh": "创建时间"},
+    "users.add": {"en": "Add a user", "zh": "添加用户"},
+    "users.name": {"en": "User name", "zh": "用户名"},
+    "users.role": {"en": "Role", "zh": "角色"},
+    "users.password": {"en": "Password", "zh": "密码"},
+    "users.password_help": {"en": "Leave empty to generate one (shown once).", "zh": "留空则自动生成（只显示一次）。"},
+    "users.add_button": {"en": "Add user", "zh": "添加用户"},
+    "users.add_action": {"en": "Adding the user", "zh": "添加用户"},
+    "users.added": {"en": "User {name} added.", "zh": "已添加用户 {name}。"},
+    "users.change": {"en": "Change a user", "zh": "修改用户"},
+    "users.user": {"en": "User", "zh": "用户"},
+    "users.save_role": {"en": "Save role", "zh": "保存角色"},
+    "users.role_action": {"en": "Changing the role", "zh": "修改角色"},
+    "users.role_now": {"en": "{name} is now {role}.", "zh": "{name} 现在是{role}。"},
+    "users.enable": {"en": "Enable", "zh": "启用"},
+    "users.disable": {"en": "Disable", "zh": "停用"},
+    "users.account_action": {"en": "Changing the account", "zh": "修改账户"},
+    "users.now_enabled": {"en": "{name} is now enabled.", "zh": "{name} 已启用。"},
+    "users.now_disabled": {"en": "{name} is now disabled.", "zh": "{name} 已停用。"},
+    "users.reset": {"en": "Reset password", "zh": "重置密码"},
+    "users.reset_help": {"en": "Generates a new password and unlocks the account.",
+                         "zh": "生成新密码并解锁账户。"},
+    "users.reset_action": {"en": "Resetting the password", "zh": "重置密码"},
+    "users.col.collection": {"en": "collection", "zh": "文档集"},
+    "users.col.description": {"en": "description", "zh": "说明"},
+    "users.col.readers": {"en": "readers", "zh": "读者"},
+    "users.admins_only": {"en": "admins only", "zh": "仅管理员"},
+    "users.access_note": {"en": "Admins read every collection. (r) read, (rw) read and upload.",
+                          "zh": "管理员可读取所有文档集。(r) 只读，(rw) 可读可上传。"},
+    "users.new_collection": {"en": "New collection", "zh": "新建文档集"},
+    "users.collection_name": {"en": "Name", "zh": "名称"},
+    "users.collection_description": {"en": "Description", "zh": "说明"},
+    "users.create": {"en": "Create", "zh": "创建"},
+    "users.create_action": {"en": "Creating the collection", "zh": "创建文档集"},
+    "users.created": {"en": "Collection {name} created.", "zh": "已创建文档集 {name}。"},
+    "users.grant_title": {"en": "Grant or revoke access", "zh": "授予或撤销权限"},
+    "users.to": {"en": "To", "zh": "授予对象"},
+    "users.to_role": {"en": "a role", "zh": "角色"},
+    "users.to_user": {"en": "a user", "zh": "用户"},
+    "users.collection": {"en": "Collection", "zh": "文档集"},
+    "users.may_upload": {"en": "May also upload into it", "zh": "同时允许上传"},
+    "users.grant": {"en": "Grant", "zh": "授权"},
+    "users.revoke": {"en": "Revoke", "zh": "撤销"},
+    "users.grant_action": {"en": "Granting access", "zh": "授权"},
+    "users.revoke_action": {"en": "Revoking access", "zh": "撤销权限"},
+    "users.granted": {"en": "Granted {collection} to {target}.", "zh": "已将 {collection} 授权给 {target}。"},
+    "users.no_grant": {"en": "There was no such grant.", "zh": "没有这样的授权。"},
+    "users.revoked": {"en": "Revoked {collection} from {target}.", "zh": "已撤销 {target} 对 {collection} 的权限。"},
+})
+
+
+def role_label(role: str) -> str:
+    return t("role." + role) if "role." + role in i18n.STRINGS else role
 
 SHOW_ONCE_KEY = "kb_show_password"  # (user, password) to show exactly once after a create or reset
 
@@ -16,7 +83,7 @@ def show_password_once() -> None:
     shown = st.session_state.pop(SHOW_ONCE_KEY, None)
     if shown:
         name, password = shown
-        st.success(f"Password for **{safe_label(name)}** — give it to them now; it is not shown again:")
+        st.success(t("users.shown_once", name=safe_label(name)))
         st.code(password, language=None)
 
 
@@ -24,41 +91,44 @@ def users_tab(admin: session.SessionUser) -> None:
     c = common.container()
     show_password_once()
     rows = users.users(c, admin)
-    st.dataframe([{"user": u.name, "role": u.role,
-                   "state": "disabled" if u.disabled else "locked" if u.locked else "active",
-                   "created": common.fmt_time(u.created_at)} for u in rows], hide_index=True, width="stretch")
+    st.dataframe([{"user": u.name, "role": role_label(u.role),
+                   "state": t("users.state." + ("disabled" if u.disabled else "locked" if u.locked else "active")),
+                   "created": common.fmt_time(u.created_at)} for u in rows], hide_index=True, width="stretch",
+                 column_config={k: t(f"users.col.{k}") for k in ("user", "role", "state", "created")})
     left, right = st.columns(2)
     with left, st.form("add_user", clear_on_submit=True):
-        st.markdown("**Add a user**")
-        name = st.text_input("User name")
-        role = st.selectbox("Role", ROLES)
-        password = st.text_input("Password", type="password", help="Leave empty to generate one (shown once).")
-        if st.form_submit_button("Add user", icon=":material/person_add:"):
-            with common.user_errors("Adding the user"):
+        st.markdown(f"**{t('users.add')}**")
+        name = st.text_input(t("users.name"))
+        role = st.selectbox(t("users.role"), ROLES, format_func=role_label)
+        password = st.text_input(t("users.password"), type="password", help=t("users.password_help"))
+        if st.form_submit_button(t("users.add_button"), icon=":material/person_add:"):
+            with common.user_errors(t("users.add_action")):
                 pw = users.create_user(c, admin, name, role, password or None).password
                 if not password:
                     st.session_state[SHOW_ONCE_KEY] = (name.strip(), pw)
-                common.flash(f"User {safe_label(name.strip())} added.")
+                common.flash(t("users.added", name=safe_label(name.strip())))
                 st.rerun()
     with right:
-        st.markdown("**Change a user**")
+        st.markdown(f"**{t('users.change')}**")
         names = [u.name for u in rows]
-        picked = st.selectbox("User", names, key="edit_user")
+        picked = st.selectbox(t("users.user"), names, key="edit_user")
         target = next(u for u in rows if u.name == picked)
-        new_role = st.selectbox("Role", ROLES, index=ROLES.index(target.role), key=f"role_{picked}")
+        new_role = st.selectbox(t("users.role"), ROLES, index=ROLES.index(target.role), key=f"role_{picked}",
+                                format_func=role_label)
         b1, b2, b3 = st.columns(3)
-        if b1.button("Save role", disabled=new_role == target.role):
-            with common.user_errors("Changing the role"):
+        if b1.button(t("users.save_role"), disabled=new_role == target.role):
+            with common.user_errors(t("users.role_action")):
                 users.set_role(c, admin, picked, new_role)
-                common.flash(f"{safe_label(picked)} is now {new_role}.")
+                common.flash(t("users.role_now", name=safe_label(picked), role=role_label(new_role)))
                 st.rerun()
-        if b2.button("Enable" if target.disabled else "Disable"):
-            with common.user_errors("Changing the account"):
+        if b2.button(t("users.enable") if target.disabled else t("users.disable")):
+            with common.user_errors(t("users.account_action")):
                 users.set_disabled(c, admin, picked, not target.disabled)
-                common.flash(f"{safe_label(picked)} is now {'enabled' if target.disabled else 'disabled'}.")
+                done = "users.now_enabled" if target.disabled else "users.now_disabled"
+                common.flash(t(done, name=safe_label(picked)))
                 st.rerun()
-        if b3.button("Reset password", help="Generates a new password and unlocks the account."):
-            with common.user_errors("Resetting the password"):
+        if b3.button(t("users.reset"), help=t("users.reset_help")):
+            with common.user_errors(t("users.reset_action")):
                 st.session_state[SHOW_ONCE_KEY] = (picked, users.reset_password(c, admin, picked).password)
                 st.rerun()
 
@@ -66,55 +136,61 @@ def users_tab(admin: session.SessionUser) -> None:
 def access_tab(admin: session.SessionUser) -> None:
     c = common.container()
     cols = users.collections(c, admin)
-    st.dataframe([{"collection": x.name, "description": x.description, "readers": ", ".join(x.grants) or "admins only"}
-                  for x in cols], hide_index=True, width="stretch")
-    st.caption("Admins read every collection. (r) read, (rw) read and upload.")
+    st.dataframe([{"collection": x.name, "description": x.description,
+                   "readers": ", ".join(x.grants) or t("users.admins_only")} for x in cols], hide_index=True,
+                 width="stretch",
+                 column_config={k: t(f"users.col.{k}") for k in ("collection", "description", "readers")})
+    st.caption(t("users.access_note"))
     left, right = st.columns(2)
     with left, st.form("add_collection", clear_on_submit=True):
-        st.markdown("**New collection**")
-        name = st.text_input("Name")
-        description = st.text_input("Description")
-        if st.form_submit_button("Create", icon=":material/create_new_folder:"):
-            with common.user_errors("Creating the collection"):
+        st.markdown(f"**{t('users.new_collection')}**")
+        name = st.text_input(t("users.collection_name"))
+        description = st.text_input(t("users.collection_description"))
+        if st.form_submit_button(t("users.create"), icon=":material/create_new_folder:"):
+            with common.user_errors(t("users.create_action")):
                 users.create_collection(c, admin, name, description)
-                common.flash(f"Collection {safe_label(name.strip())} created.")
+                common.flash(t("users.created", name=safe_label(name.strip())))
                 st.rerun()
     if not cols:
         return
     with right:
-        st.markdown("**Grant or revoke access**")
+        st.markdown(f"**{t('users.grant_title')}**")
         # Outside the form, so that changing it shows the one picker that applies at once.
-        to = st.radio("To", ["a role", "a user"], horizontal=True, key="grant_to")
+        # option values stay fixed (tests and widget state use them); only what is shown is translated
+        to = st.radio(t("users.to"), ["a role", "a user"], horizontal=True, key="grant_to",
+                      format_func=lambda k: t("users.to_" + k.split()[-1]))
         with st.form("grant"):
-            collection = st.selectbox("Collection", [x.name for x in cols])
+            collection = st.selectbox(t("users.collection"), [x.name for x in cols])
             if to == "a role":
-                target = {"role": st.selectbox("Role", ROLES, key="grant_role")}
+                target = {"role": st.selectbox(t("users.role"), ROLES, key="grant_role", format_func=role_label)}
             else:
-                target = {"user": st.selectbox("User", [u.name for u in users.users(c, admin)], key="grant_user")}
-            write = st.checkbox("May also upload into it")
+                target = {"user": st.selectbox(t("users.user"), [u.name for u in users.users(c, admin)],
+                                               key="grant_user")}
+            write = st.checkbox(t("users.may_upload"))
             g, r = st.columns(2)
-            grant = g.form_submit_button("Grant", icon=":material/lock_open:")
-            revoke = r.form_submit_button("Revoke", icon=":material/lock:")
+            grant = g.form_submit_button(t("users.grant"), icon=":material/lock_open:")
+            revoke = r.form_submit_button(t("users.revoke"), icon=":material/lock:")
+    who = safe_label(role_label(target["role"]) if "role" in target else target["user"])
     if grant:
-        with common.user_errors("Granting access"):
+        with common.user_errors(t("users.grant_action")):
             users.grant(c, admin, collection, write=write, **target)
-            common.flash(f"Granted {safe_label(collection)} to {safe_label(next(iter(target.values())))}.")
+            common.flash(t("users.granted", collection=safe_label(collection), target=who))
             st.rerun()
     if revoke:
-        with common.user_errors("Revoking access"):
+        with common.user_errors(t("users.revoke_action")):
             n = users.revoke(c, admin, collection, **target)
             if not n:
-                st.info("There was no such grant.")
+                st.info(t("users.no_grant"))
             else:
-                common.flash(f"Revoked {safe_label(collection)} from {safe_label(next(iter(target.values())))}.")
+                common.flash(t("users.revoked", collection=safe_label(collection), target=who))
                 st.rerun()
 
 
 admin = common.require(session.USERS)
-st.title("Users & access")
+st.title(t("users.title"))
 common.show_flash()
 # A keyed tab bar remembers the open tab across reruns: after a grant the admin stays on Collections.
-users_section, access = st.tabs(["Users", "Collections and grants"], key="users_tab", on_change="rerun")
+users_section, access = st.tabs([t("users.tab_users"), t("users.tab_access")], key="users_tab", on_change="rerun")
 with users_section:
     users_tab(admin)
 with access:
