@@ -68,6 +68,7 @@ class ChainCheck:
     last_seq: int | None
     seconds: float
     at: float  # time.time() of the check
+    last_good_seq: int | None = None  # the last record proven intact (None: none, e.g. a wiped log)
 
 
 _last_checks: dict[str, ChainCheck] = {}  # by database URL: one process may serve several (tests do)
@@ -245,7 +246,8 @@ def verify(container, who: Principal, *, expect_head: tuple[int, str] | None = N
     with _check_lock, container.sessions() as s:
         rep = audit.verify_checked(s, container.vault, expect_head=expect_head)
         _last_checks[container.settings.database_url] = ChainCheck(
-            rep.ok, rep.checked, rep.first_bad_seq, rep.problem, rep.last_seq, rep.seconds, time.time())
+            rep.ok, rep.checked, rep.first_bad_seq, rep.problem, rep.last_seq, rep.seconds, time.time(),
+            rep.last_good_seq)
     return rep
 
 

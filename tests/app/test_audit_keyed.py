@@ -148,6 +148,12 @@ def test_wiped_log_is_reported(container):
     report = verify(container)
     assert not report.ok and report.checked == 0 and report.first_bad_seq == 1 and report.last_good_seq is None
     assert "wiped" in report.problem
+    from app.services import auditing
+    from app.services.caller import Caller
+
+    auditing.verify(container, Caller("carol", "auditor", "ui"))  # what the Query log page shows
+    shown = auditing.last_check(container)
+    assert not shown.ok and shown.first_bad_seq == 1 and shown.last_good_seq is None and "wiped" in shown.problem
 
 
 def test_the_checkpoint_file_is_authenticated_and_never_moves_back(container):
