@@ -5,9 +5,74 @@ from __future__ import annotations
 import streamlit as st
 
 from app.services import documents, session
-from ui import common
+from ui import common, i18n
+from ui.i18n import t
 from ui.safe_text import safe_label
 from ui.uploader import uploader
+
+i18n.register({
+    "docs.status.queued": {"en": "queued", "zh": "排队中"},
+    "docs.status.processing": {"en": "processing…", "zh": "处理中…"},
+    "docs.status.indexed": {"en": "indexed", "zh": "已索引"},
+    "docs.status.failed": {"en": "FAILED", "zh": "失败"},
+    "docs.status.needs_password": {"en": "needs password", "zh": "需要密码"},
+    "docs.status.empty": {"en": "empty (no text)", "zh": "空（无文字）"},
+    "docs.status.duplicate": {"en": "duplicate", "zh": "重复"},
+    "docs.status.unsupported": {"en": "unsupported format", "zh": "不支持的格式"},
+    "docs.status.too_large": {"en": "too large", "zh": "文件过大"},
+    "docs.new_collection_option": {"en": "➕ New collection…", "zh": "➕ 新建文档集…"},
+    "docs.collection": {"en": "Collection", "zh": "文档集"},
+    "docs.new_collection": {"en": "New collection name", "zh": "新文档集名称"},
+    "docs.new_collection_hint": {"en": "only when creating one", "zh": "仅在新建时填写"},
+    "docs.received": {"en": "{files} file(s) received into “{collection}”: {queued} queued for indexing",
+                      "zh": "已接收 {files} 个文件到“{collection}”：{queued} 个排队等待索引"},
+    "docs.unchanged": {"en": ", {n} unchanged (already there)", "zh": "，{n} 个未变（已存在）"},
+    "docs.m.indexed": {"en": "Indexed", "zh": "已索引"},
+    "docs.m.waiting": {"en": "Waiting", "zh": "等待中"},
+    "docs.m.processing": {"en": "Processing", "zh": "处理中"},
+    "docs.m.failed": {"en": "Failed", "zh": "失败"},
+    "docs.m.other": {"en": "Other", "zh": "其他"},
+    "docs.progress": {"en": "Last upload: {done} of {total} file(s) processed",
+                      "zh": "最近一次上传：已处理 {done}/{total} 个文件"},
+    "docs.all_done": {"en": " — all done", "zh": "——全部完成"},
+    "docs.live": {"en": " (updates live)", "zh": "（实时更新）"},
+    "docs.none_match": {"en": "No documents match.", "zh": "没有符合条件的文档。"},
+    "docs.none_yet": {"en": "No documents yet: upload some above.", "zh": "还没有文档，请在上方上传。"},
+    "docs.col.file": {"en": "File", "zh": "文件"},
+    "docs.col.collection": {"en": "Collection", "zh": "文档集"},
+    "docs.col.status": {"en": "Status", "zh": "状态"},
+    "docs.col.reason": {"en": "Reason", "zh": "原因"},
+    "docs.col.reason_help": {"en": "Select a row to read the whole reason.", "zh": "选中一行可查看完整原因。"},
+    "docs.col.chunks": {"en": "Chunks", "zh": "段落数"},
+    "docs.col.size": {"en": "Size (KB)", "zh": "大小（KB）"},
+    "docs.col.uploaded_by": {"en": "Uploaded by", "zh": "上传者"},
+    "docs.col.updated": {"en": "Updated", "zh": "更新时间"},
+    "docs.retry_or_delete": {"en": "Retry or delete a document", "zh": "重试或删除文档"},
+    "docs.document": {"en": "Document", "zh": "文档"},
+    "docs.retry": {"en": "Retry", "zh": "重试"},
+    "docs.retry_help": {"en": "Process the stored original again (after a fix or a new setting).",
+                        "zh": "重新处理已保存的原始文件（修复或更改设置之后）。"},
+    "docs.queued_again": {"en": "Document #{id} queued again.", "zh": "文档 #{id} 已重新排队。"},
+    "docs.sure": {"en": "I want to delete it", "zh": "我确定要删除"},
+    "docs.delete": {"en": "Delete", "zh": "删除"},
+    "docs.deleted": {"en": "Deleted document #{id} ({source}).", "zh": "已删除文档 #{id}（{source}）。"},
+    "docs.file_password": {"en": "Password of this file", "zh": "此文件的密码"},
+    "docs.file_password_help": {"en": "Opens the file once to index it; never stored or logged.",
+                                "zh": "仅用于打开一次并建立索引，不会保存或记录。"},
+    "docs.open_and_index": {"en": "Open and index", "zh": "打开并索引"},
+    "docs.opening": {"en": "Opening and indexing…", "zh": "正在打开并索引…"},
+    "docs.title": {"en": "Documents", "zh": "文档"},
+    "docs.queue": {"en": "Queue and library", "zh": "队列与文档库"},
+    "docs.search": {"en": "Search by name", "zh": "按名称搜索"},
+    "docs.search_hint": {"en": "part of a file name", "zh": "文件名的一部分"},
+    "docs.status": {"en": "Status", "zh": "状态"},
+    "docs.any_status": {"en": "any status", "zh": "任意状态"},
+    "docs.all_collections": {"en": "all collections", "zh": "全部文档集"},
+})
+
+
+def status_label(status: str) -> str:
+    return t("docs.status." + status) if status in STATUS_LABEL else status
 
 BATCH_KEY = "kb_last_batch"  # document ids of this session's last upload
 NEW = "➕ New collection…"
@@ -25,21 +90,22 @@ def upload_form(user: session.SessionUser) -> None:
     c = common.container()
     names = documents.collection_names(c, user)
     left, right = st.columns(2)
-    choice = left.selectbox("Collection", [*names, NEW], index=names.index("default") if "default" in names else 0,
-                            key="upload_collection")
-    new_name = right.text_input("New collection name", placeholder="only when creating one", key="upload_new")
+    choice = left.selectbox(t("docs.collection"), [*names, NEW],
+                            index=names.index("default") if "default" in names else 0, key="upload_collection",
+                            format_func=lambda n: t("docs.new_collection_option") if n == NEW else n)
+    new_name = right.text_input(t("docs.new_collection"), placeholder=t("docs.new_collection_hint"), key="upload_new")
     collection = new_name.strip() if choice == NEW else choice
     done = uploader(collection, c.settings.ui.max_upload_mb)
     if done is None:
         return
     st.session_state[BATCH_KEY] = [int(i) for i in done.get("ids", []) if isinstance(i, int)]
     queued, unchanged = int(done.get("queued", 0)), int(done.get("unchanged", 0))
-    st.success(f"{int(done.get('files', 0))} file(s) received into “{safe_label(str(done.get('collection', '')))}”: "
-               f"{queued} queued for indexing" + (f", {unchanged} unchanged (already there)" if unchanged else "")
-               + ".")
+    st.success(t("docs.received", files=i18n.fmt_int(int(done.get("files", 0))),
+                 collection=safe_label(str(done.get("collection", ""))), queued=i18n.fmt_int(queued))
+               + (t("docs.unchanged", n=i18n.fmt_int(unchanged)) if unchanged else "") + ".")
     for r in [*done.get("refused", []), *done.get("failed", [])][:50]:
         if isinstance(r, dict):
-            what = STATUS_LABEL.get(str(r.get("outcome", "")), str(r.get("outcome") or "failed"))
+            what = status_label(str(r.get("outcome") or "failed"))
             st.warning(safe_label(f"{r.get('source', '')}: {what} — {r.get('reason') or ''}", 300))
 
 
@@ -50,37 +116,37 @@ def live_queue(name: str, status: str, collection: str) -> None:
     c = common.container()
     counts = documents.counts(c, user)
     cols = st.columns(5)
-    cols[0].metric("Indexed", counts.get("indexed", 0))
-    cols[1].metric("Waiting", counts.get("queued", 0))
-    cols[2].metric("Processing", counts.get("processing", 0))
-    cols[3].metric("Failed", counts.get("failed", 0))
-    cols[4].metric("Other", sum(v for k, v in counts.items() if k not in ("indexed", "queued", "processing",
-                                                                           "failed")))
+    cols[0].metric(t("docs.m.indexed"), i18n.fmt_int(counts.get("indexed", 0)))
+    cols[1].metric(t("docs.m.waiting"), i18n.fmt_int(counts.get("queued", 0)))
+    cols[2].metric(t("docs.m.processing"), i18n.fmt_int(counts.get("processing", 0)))
+    cols[3].metric(t("docs.m.failed"), i18n.fmt_int(counts.get("failed", 0)))
+    cols[4].metric(t("docs.m.other"), i18n.fmt_int(sum(v for k, v in counts.items()
+                                                       if k not in ("indexed", "queued", "processing", "failed"))))
     batch = documents.docs_by_id(c, user, st.session_state.get(BATCH_KEY, []))
     if batch:
         done, total = documents.progress(batch)
-        st.progress(done / total, text=f"Last upload: {done} of {total} file(s) processed"
-                    + (" — all done" if done == total else " (updates live)"))
+        st.progress(done / total, text=t("docs.progress", done=i18n.fmt_int(done), total=i18n.fmt_int(total))
+                    + (t("docs.all_done") if done == total else t("docs.live")))
     rows = documents.list_docs(c, user, name, status, collection, limit=500)
     if not rows:
-        st.caption("No documents match." if (name or status or collection) else "No documents yet: upload some above.")
+        st.caption(t("docs.none_match") if (name or status or collection) else t("docs.none_yet"))
         return
     picked = st.dataframe(
-        [{"id": d.id, "file": d.source, "collection": d.collection, "status": STATUS_LABEL.get(d.status, d.status),
+        [{"id": d.id, "file": d.source, "collection": d.collection, "status": status_label(d.status),
           "reason": d.reason or "", "chunks": d.n_chunks, "size_kb": round(d.size / 1024, 1),
           "uploaded_by": d.uploaded_by or "", "updated": common.fmt_time(d.updated_at)} for d in rows],
         hide_index=True, width="stretch",
         column_config={"id": st.column_config.NumberColumn("#", width="small"),
-                       "file": st.column_config.TextColumn("File", width="medium"),
-                       "collection": "Collection", "status": "Status",
-                       "reason": st.column_config.TextColumn("Reason", width="large",
-                                                             help="Select a row to read the whole reason."),
-                       "chunks": "Chunks", "size_kb": "Size (KB)", "uploaded_by": "Uploaded by",
-                       "updated": "Updated"},
+                       "file": st.column_config.TextColumn(t("docs.col.file"), width="medium"),
+                       "collection": t("docs.col.collection"), "status": t("docs.col.status"),
+                       "reason": st.column_config.TextColumn(t("docs.col.reason"), width="large",
+                                                             help=t("docs.col.reason_help")),
+                       "chunks": t("docs.col.chunks"), "size_kb": t("docs.col.size"),
+                       "uploaded_by": t("docs.col.uploaded_by"), "updated": t("docs.col.updated")},
         key="queue_table", on_select="rerun", selection_mode="single-row")
     chosen = [rows[i] for i in (picked.selection.rows if picked is not None else []) if i < len(rows)]
     for d in chosen:  # the full reason, wrapped, however long (the table cell cuts it)
-        text = f"#{d.id} · {d.source} · {STATUS_LABEL.get(d.status, d.status)}" + (f": {d.reason}" if d.reason else "")
+        text = f"#{d.id} · {d.source} · {status_label(d.status)}" + (f": {d.reason}" if d.reason else "")
         (st.error if d.status == "failed" else st.info)(safe_label(text, 4000), icon=":material/info:")
 
 
@@ -89,25 +155,25 @@ def actions(user: session.SessionUser, name: str, status: str, collection: str) 
     rows = documents.list_docs(c, user, name, status, collection, limit=500)
     if not rows:
         return
-    with st.expander("Retry or delete a document", icon=":material/build:"):
+    with st.expander(t("docs.retry_or_delete"), icon=":material/build:"):
         options = {d.id: d for d in rows}
-        picked = st.selectbox("Document", list(options),
-                              format_func=lambda i: f"#{i} · {options[i].source} ({options[i].status})")
+        picked = st.selectbox(t("docs.document"), list(options),
+                              format_func=lambda i: f"#{i} · {options[i].source} ({status_label(options[i].status)})")
         doc = options[picked]
         if doc.status == "needs_password":
             password_form(c, user, doc)
         left, right = st.columns(2)
-        if left.button("Retry", icon=":material/refresh:", disabled=doc.status in PENDING,
-                       help="Process the stored original again (after a fix or a new setting)."):
-            with common.user_errors("Retry"):
+        if left.button(t("docs.retry"), icon=":material/refresh:", disabled=doc.status in PENDING,
+                       help=t("docs.retry_help")):
+            with common.user_errors(t("docs.retry")):
                 documents.retry_docs(c, user, [doc.id])
-                common.flash(f"Document #{doc.id} queued again.")
+                common.flash(t("docs.queued_again", id=doc.id))
                 st.rerun()
-        sure = right.checkbox("I want to delete it", key=f"sure_{doc.id}")
-        if right.button("Delete", icon=":material/delete:", disabled=not sure, type="primary"):
-            with common.user_errors("Delete"):
+        sure = right.checkbox(t("docs.sure"), key=f"sure_{doc.id}")
+        if right.button(t("docs.delete"), icon=":material/delete:", disabled=not sure, type="primary"):
+            with common.user_errors(t("docs.delete")):
                 documents.delete_doc(c, user, doc.id)
-                common.flash(f"Deleted document #{doc.id} ({safe_label(doc.source)}).")
+                common.flash(t("docs.deleted", id=doc.id, source=safe_label(doc.source)))
                 st.rerun()
 
 
@@ -116,26 +182,26 @@ def password_form(c, user: session.SessionUser, doc) -> None:
     """The file's password, used once to open and index it here and now; the form clears on submit and
     nothing keeps it (documents.retry_docs)."""
     with st.form(f"password_{doc.id}", clear_on_submit=True):
-        password = st.text_input("Password of this file", type="password",
-                                 help="Opens the file once to index it; never stored or logged.")
-        if st.form_submit_button("Open and index", icon=":material/key:"):
-            with common.user_errors("Retry"), st.spinner("Opening and indexing…"):
+        password = st.text_input(t("docs.file_password"), type="password", help=t("docs.file_password_help"))
+        if st.form_submit_button(t("docs.open_and_index"), icon=":material/key:"):
+            with common.user_errors(t("docs.retry")), st.spinner(t("docs.opening")):
                 documents.retry_docs(c, user, [doc.id], password=password)
                 view = documents.show_doc(c, user, doc.id)
-                common.flash(safe_label(f"Document #{doc.id}: {STATUS_LABEL.get(view.status, view.status)}"
+                common.flash(safe_label(f"{t('docs.document')} #{doc.id}: {status_label(view.status)}"
                                         + (f" ({view.reason})" if view.reason else ""), 300))
                 st.rerun()
 
 
 user = common.require(session.DOCUMENTS)
-st.title("Documents")
+st.title(t("docs.title"))
 common.show_flash()
 upload_form(user)
-st.subheader("Queue and library")
+st.subheader(t("docs.queue"))
 f1, f2, f3 = st.columns([2, 1, 1])
-name_filter = f1.text_input("Search by name", placeholder="part of a file name", key="doc_search")
-status_filter = f2.selectbox("Status", ["", *STATUS_LABEL], format_func=lambda s: STATUS_LABEL.get(s, "any status"))
-collection_filter = f3.selectbox("Collection", ["", *documents.collection_names(common.container(), user)],
-                                 format_func=lambda s: s or "all collections")
+name_filter = f1.text_input(t("docs.search"), placeholder=t("docs.search_hint"), key="doc_search")
+status_filter = f2.selectbox(t("docs.status"), ["", *STATUS_LABEL],
+                             format_func=lambda s: status_label(s) if s else t("docs.any_status"))
+collection_filter = f3.selectbox(t("docs.collection"), ["", *documents.collection_names(common.container(), user)],
+                                 format_func=lambda s: s or t("docs.all_collections"))
 live_queue(name_filter, status_filter, collection_filter)
 actions(user, name_filter, status_filter, collection_filter)
