@@ -141,7 +141,7 @@ def user_errors(action: str) -> Iterator[None]:
     try:
         yield
     except KbError as exc:
-        st.error(str(exc))
+        st.error(i18n.message(str(exc)))
     except Exception:
         log.exception("%s failed", action)
         st.error(i18n.t("error.internal", action=action))

@@ -215,6 +215,36 @@ def t(key: str, lang: str | None = None, **values: Any) -> str:
     return text.format(**values) if values else text
 
 
+# ---- messages from the services ----
+# Services raise KbError with an English message (the CLI and the API show the same one). The pages
+# show the Chinese version of the ones users meet most; anything not listed is shown as written.
+MESSAGES_ZH: list[tuple[re.Pattern[str], str]] = [(re.compile(p), zh) for p, zh in [
+    (r"^Wrong user name or password\.$", "用户名或密码错误。"),
+    (r"^Enter your user name and password\.$", "请输入用户名和密码。"),
+    (r"^Too many failed attempts: this account is locked for (\d+) minutes\. .*$",
+     r"失败次数过多：此账户已锁定 \1 分钟。管理员可通过重置密码解锁。"),
+    (r"^Too many failed sign-ins from your address: try again in (\d+) minutes\. .*$",
+     r"来自您地址的登录失败次数过多：请 \1 分钟后再试。管理员可在审计日志中查看这些尝试。"),
+    (r"^Passwords need at least (\d+) characters\.$", r"密码至少需要 \1 个字符。"),
+    (r"^This password is too easy to guess \((.*)\); choose a longer, less predictable one\.$",
+     r"此密码太容易被猜到（\1），请选择更长、更难猜的密码。"),
+    (r"^The current password is wrong\.$", "当前密码错误。"),
+    (r"^Enter your current password and the new one\.$", "请输入当前密码和新密码。"),
+    (r"^The new password is the same as the current one\. Choose another\.$", "新密码与当前密码相同，请另选一个。"),
+    (r"^You are not signed in\.$", "您尚未登录。"),
+]]
+
+
+def message(text: str, lang: str | None = None) -> str:
+    """A service's (English) message in the interface language, where a translation is known."""
+    if (lang or current()) != "zh":
+        return text
+    for pattern, zh in MESSAGES_ZH:
+        if pattern.match(text):
+            return pattern.sub(zh, text)
+    return text
+
+
 # ---- numbers and dates, formatted for the language ----
 
 def fmt_int(n: int | float | None, lang: str | None = None) -> str:

@@ -129,3 +129,19 @@ def test_conversation_round_trips_and_exports_with_its_citations():
     assert "Not answered: The answer ended unexpectedly" in md
     zh = export_markdown(turns, "sam", "zh", now=datetime(2026, 12, 1, 10, 0, tzinfo=UTC))
     assert zh.startswith("# 对话记录\n") and "## 1. 问题" in zh and "### 来源" in zh
+
+
+def test_service_messages_are_shown_in_chinese_where_known(kb):
+    from app.services.session import GENERIC_FAILURE
+
+    assert i18n.message(GENERIC_FAILURE, "zh") == "用户名或密码错误。"
+    assert i18n.message(GENERIC_FAILURE, "en") == GENERIC_FAILURE
+    assert i18n.message("Something new happened.", "zh") == "Something new happened."  # shown as written
+    at = app()
+    at.context = {"locale": "zh-CN"}
+    at.run()
+    at.text_input(key="login_name").input("sam")
+    at.text_input(key="login_password").input("wrong-password-0")
+    next(b for b in at.button if b.label == "登录").click()
+    at.run()
+    assert [e.value for e in at.error] == ["用户名或密码错误。"]

@@ -6,7 +6,7 @@ import streamlit as st
 
 from app.errors import KbError
 from app.services import web_sessions
-from ui import common
+from ui import common, i18n
 from ui.i18n import t
 
 user = st.session_state.get(common.USER_KEY)
@@ -32,7 +32,7 @@ if go:
         try:
             web_sessions.change_password(common.container(), common.session_token(), current, new)
         except KbError as exc:
-            st.error(str(exc))
+            st.error(i18n.message(str(exc)))
         except Exception:
             common.log.exception("changing the own password failed")
             st.error(t("error.internal", action=t("account.action")))

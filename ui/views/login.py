@@ -82,7 +82,7 @@ with middle:
             user = session.sign_in(common.container(), name, password, client)
             st.session_state[HANDOFF_KEY] = web_sessions.begin(common.container(), user)
         except session.LoginError as exc:
-            st.error(str(exc))
+            st.error(i18n.message(str(exc)))
         except Exception:
             common.log.exception("sign-in failed")
             st.error(t("login.internal"))
