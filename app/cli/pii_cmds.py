@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 import click
@@ -36,13 +37,17 @@ def pii_scan(ctx: Ctx, file: str, jsonl: bool, as_json: bool) -> None:
             texts = [sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")]
         except (OSError, UnicodeDecodeError) as exc:
             raise KbError(f"Cannot read {file}: {exc}") from None
+    counts: Counter[str] = Counter()
     for item in scan_texts(ctx.container.scrubber, texts):
+        counts.update(e["type"] for e in item["entities"])
         if as_json:
             click.echo(json.dumps(item, ensure_ascii=False))
             continue
         for e in item["entities"]:
             click.echo(f"{e['type']:12} {e['start']:>6}-{e['end']:<6} score {e['score']:.2f}")
         click.echo(item["redacted"])
+    if not as_json:  # one line per type found, so a reviewer sees what kinds of data the file holds
+        click.echo("found: " + (", ".join(f"{t} {n}" for t, n in sorted(counts.items())) or "nothing"))
 
 
 COMMANDS = [pii]

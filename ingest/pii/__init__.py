@@ -21,6 +21,7 @@ def _presidio(settings: PiiSettings) -> Scrubber:
         scrub_names=settings.scrub_names,
         spacy_model=settings.spacy_model,
         name_ner=settings.name_ner,
+        chinese_ner=settings.chinese_ner,
     )
 
 

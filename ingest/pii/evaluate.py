@@ -3,6 +3,7 @@ recall, F2 and support. Formats: presidio-research JSON (`generated_*.json`) and
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from app.errors import KbError
+from ingest.pii.cn_ner import is_postal
 from ingest.types import PiiEntity, Scrubber
 
 # Dataset labels -> our types. Unmapped labels keep their name and are reported, never claimed.
@@ -45,18 +47,32 @@ def load_presidio(path: Path) -> list[Sample]:
     ]
 
 
-def load_cluener(path: Path, labels: Sequence[str] = ("name", "address")) -> list[Sample]:
+def held_aside(text: str) -> bool:
+    """The tenth of CLUENER train kept out of training the Chinese CRF (ingest/pii/data/train_cn_ner.py)."""
+    return int(hashlib.sha1(text.encode("utf-8"), usedforsecurity=False).hexdigest(), 16) % 10 == 0
+
+
+def load_cluener(path: Path, labels: Sequence[str] = ("name", "address"), split: str = "all") -> list[Sample]:
+    """CLUENER JSON lines; ``split`` "held-aside" keeps only the lines the Chinese CRF never saw."""
+    if split not in ("all", "held-aside"):
+        raise KbError(f"Unknown CLUENER split {split!r}: use 'all' or 'held-aside'.")
     out = []
     with path.open(encoding="utf-8") as fh:
         for line in fh:
             if not line.strip():
                 continue
             row = json.loads(line)
-            spans = [
-                (GOLD_MAP[label], start, end + 1)  # CLUENER ends are inclusive
-                for label, values in row.get("label", {}).items() if label in labels
-                for positions in values.values() for start, end in positions
-            ]
+            if split == "held-aside" and not held_aside(row["text"]):
+                continue
+            spans = []
+            for label, values in row.get("label", {}).items():
+                if label not in labels:
+                    continue
+                for value, positions in values.items():
+                    kind = GOLD_MAP[label]
+                    if kind == "ADDRESS" and not is_postal(value):  # a bare place: "香港", "上海市"
+                        kind = "LOCATION"
+                    spans += [(kind, start, end + 1) for start, end in positions]  # CLUENER ends are inclusive
             out.append(Sample(row["text"], spans))
     return out
 
@@ -109,7 +125,7 @@ def _prf(tp_gold: int, support: int, tp_pred: int, n_pred: int) -> dict:
     return {"precision": precision, "recall": recall, "f2": f2, "support": support, "predicted": n_pred}
 
 
-def evaluate(scrubber: Scrubber, path: str | Path, fmt: Literal["presidio", "cluener"]) -> dict:
+def evaluate(scrubber: Scrubber, path: str | Path, fmt: Literal["presidio", "cluener"], split: str = "all") -> dict:
     """Score ``scrubber`` on a labelled file. Claimed types: those the scrubber is set to find."""
     path = Path(path)
     if not path.is_file():
@@ -117,16 +133,16 @@ def evaluate(scrubber: Scrubber, path: str | Path, fmt: Literal["presidio", "clu
     if fmt == "presidio":
         samples = load_presidio(path)
     elif fmt == "cluener":
-        samples = load_cluener(path)
+        samples = load_cluener(path, split=split)
     else:
         raise KbError(f"Unknown evaluation format {fmt!r}: use 'presidio' or 'cluener'.")
     texts = [s.text for s in samples]
     preds = scrubber.analyze_many(texts)
     claimed = list(scrubber.entities)
     if fmt == "cluener":
-        claimed = [t for t in claimed if t in ("PERSON", "ADDRESS")]
+        claimed = [t for t in claimed if t in ("PERSON", "ADDRESS", "LOCATION")]
     result = score_samples(samples, preds, claimed)
-    result |= {"path": str(path), "format": fmt}
+    result |= {"path": str(path), "format": fmt, "split": split}
     return result
 
 

@@ -87,6 +87,47 @@ _EPONYM_NOUNS = frozenset(
     chorea anemia anaemia sarcomas ataxia dystrophy neuralgia phenomenon polynomial series transformation
     matrix method's""".split()
 )
+# Nationalities and languages that are also given names or surnames ("Thai food", "a French lawyer").
+DEMONYMS = frozenset(
+    """thai chinese japanese korean vietnamese indian french german english irish scottish welsh british dutch
+    danish swedish norwegian finnish polish russian ukrainian czech slovak hungarian romanian bulgarian greek
+    turkish italian spanish portuguese brazilian mexican cuban american canadian australian african egyptian
+    moroccan nigerian kenyan persian arab arabic hebrew israeli filipino malay indonesian tibetan mongolian
+    swiss austrian belgian latin asian european nordic celtic creole haitian jamaican peruvian chilean
+    argentine colombian venezuelan cantonese mandarin hindi urdu bengali tamil punjabi swahili""".split()
+)
+# A word before a capitalised word that makes the pair a place: "San Francisco", "Los Angeles".
+PLACE_PREFIXES = frozenset(
+    "san santa santo sao los las el fort saint st port puerto porto rio costa new lake mount mt cape palo del "
+    "des baton grand little north south east west upper lower".split()
+)
+# Whom greetings and sign-offs address that is no person: "Hi All", "Dear Team", "Hello World".
+ADDRESSEE_WORDS = frozenset(
+    """all everyone everybody anyone world there team teams folks guys gals friends friend colleagues colleague
+    people members member sir sirs madam madame mesdames gentlemen ladies lady gentleman customer customers client
+    clients user users partner partners parents student students staff employees employee committee board
+    council community neighbours neighbors readers reader viewers listeners subscribers supporters fans class
+    crew family guests guest admin admins administrator support sales marketing operations management
+    manager managers hr finance accounting legal it engineering service services office department division
+    group groups company ops devs developers developer reviewers reviewer hiring recruiter recruiters applicant
+    candidate candidates valued again back future morning afternoon evening night day week weekend year new
+    happy thanks thank you regards best wishes kind warm sincerely cheers""".split()
+)
+_ARTICLES = frozenset("the our your my his her their a an this that these those".split())
+
+
+def not_addressee(value: str) -> bool:
+    """False for "All", "Team", "World", "The Finance Department": ordinary words, groups and
+    organisations that greetings and sign-offs address; True for what may be a person's name."""
+    words = [fold(w.strip(".,'’")) for w in value.split()]
+    if not words or words[0] in _ARTICLES:
+        return False
+    if any(w in ADDRESSEE_WORDS or w in _NOT_NAME_WORDS for w in words):
+        return False
+    table = lexicon()
+    return not all("w" in table.get(w, "") and "f" not in table.get(w, "") for w in words)
+
+
 _CUE_BEFORE = re.compile(
     r"(?:\b(?:said|says|told|asked|named|called|dear|hi|hello|hey|thanks|thank\s+you|meet|met|married|"
     r"starring|directed\s+by|written\s+by|founded\s+by|according\s+to|name\s+is|name's|maiden\s+name\s+is|"
@@ -221,6 +262,10 @@ def _judge(text: str, run: list[_Word], lower_text: bool) -> _Candidate | None:
             break
     first, last = core[0], core[-1]
     start, end = first.start, last.end
+    if any(w.folded in PLACE_PREFIXES for w in run[: i + (len(core) > 1)]) or (
+        len(core) == 1 and first.folded in DEMONYMS
+    ):
+        return None
     if _followed_by_non_name(text, end) or _eponym(text, end) or _followed_by_code(text, end):
         return None
     if len(core) == 1 and not lower_text and _SPECIES.match(text, end):
@@ -266,7 +311,7 @@ def _sentence_start(text: str, start: int) -> bool:
 def _support(text: str, candidates: list[_Candidate]) -> None:
     """Raise weak candidates that have a cue word or sit in a list next to a name."""
     for c in candidates:
-        if c.score >= 0.2 and c.score < SUPPORTED and (
+        if c.score >= 0.2 and c.score < SUPPORTED and not_addressee(text[c.start : c.end]) and (
             _CUE_BEFORE.search(text, max(0, c.start - 30), c.start) or _CUE_AFTER.match(text[c.end : c.end + 30])
         ):
             c.score = SUPPORTED

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterable, Sequence
 
 from ingest.pii.entities import NER_ENTITIES, resolve_entities
+from ingest.pii.names_lexicon import DEMONYMS, PLACE_PREFIXES, fold
 from ingest.pii.redact import redact, resolve_overlaps
 from ingest.types import PiiEntity, ScrubResult
 
@@ -31,7 +32,8 @@ class PresidioScrubber:
     """Thread-safe after the first call; recognizers and the spaCy model load on first use, once.
 
     name_ner: where spaCy NER reads: "cued" only sentences where the name lexicon or a cue saw a
-    possible name, "capitalized" every sentence with a capitalised word inside, "off" never."""
+    possible name, "capitalized" every sentence with a capitalised word inside, "off" never.
+    chinese_ner: run the Chinese CRF (cn_ner) on sentences with Han characters."""
 
     def __init__(
         self,
@@ -40,6 +42,7 @@ class PresidioScrubber:
         scrub_names: bool = True,
         spacy_model: str = "en_core_web_sm",
         name_ner: str = "cued",
+        chinese_ner: bool = True,
     ):
         from app.errors import ConfigError
 
@@ -52,6 +55,7 @@ class PresidioScrubber:
         # LOCATION comes from NER alone, so it needs NER on every capitalised sentence.
         self.name_ner = "capitalized" if "LOCATION" in self.entities and wants_ner else name_ner
         self.use_ner = wants_ner and self.name_ner != "off"
+        self.chinese_ner = chinese_ner
         self._recognizers = None
         self._lock = threading.Lock()
 
@@ -69,6 +73,7 @@ class PresidioScrubber:
         recognizers, nlp = self._load()
         wanted = list(self.entities)
         names = "PERSON" in self.entities
+        chinese = self.chinese_ner and bool({"PERSON", "ADDRESS"} & set(self.entities))
         found: list[list[PiiEntity]] = []
         cues: list[list[int]] = []
         for text in texts:
@@ -81,6 +86,8 @@ class PresidioScrubber:
                             entities.append(PiiEntity(r.entity_type, r.start, r.end, round(r.score, 3)))
                             if r.entity_type == "PERSON":
                                 positions.append(r.start)
+                if chinese and _HAN.search(text):
+                    entities += [e for e in _chinese_spans(text, self.entities) if e.score >= self.threshold]
                 if names:
                     from ingest.pii.names_lexicon import find_names
 
@@ -122,8 +129,28 @@ class PresidioScrubber:
                 if self._recognizers is None:
                     self._nlp = load_ner(self.spacy_model) if self.use_ner else None
                     wanted = set(self.entities)
-                    self._recognizers = [r for r in _all_recognizers() if wanted & set(r.supported_entities)]
+                    # The CRF reads Chinese names with or without cues; the cue rules alone add mostly noise
+                    # next to it ("司总" from "公司总经理": precision 0.47 on CLUENER), so they run only without it.
+                    self._recognizers = [r for r in _all_recognizers() if wanted & set(r.supported_entities)
+                                         and not (self.chinese_ner and r.name == "kb_cn_name")]
         return self._recognizers, self._nlp
+
+
+_HAN = re.compile(r"[\u3400-\u9fff]")
+def _chinese_spans(text: str, wanted: Sequence[str]) -> list[PiiEntity]:
+    """Names and postal addresses the Chinese CRF finds (no cue needed). A span's score is 0.5 plus half
+    its mean probability, so the default threshold keeps every span the CRF's own cut-off chose and a
+    higher KB_PII__THRESHOLD keeps only the surer ones."""
+    from ingest.pii.cn_ner import find, is_postal
+
+    out = []
+    for span in find(text):
+        if span.type not in wanted:
+            continue
+        if span.type == "ADDRESS" and not is_postal(text[span.start : span.end]):
+            continue
+        out.append(PiiEntity(span.type, span.start, span.end, round(0.5 + span.score / 2, 3)))
+    return out
 
 
 # Presidio's built-in card/SSN recognizers do not know our negative words ("订单号", "order number").
@@ -155,9 +182,21 @@ def _plausible(text: str, entity: PiiEntity) -> bool:
     # In text that uses capitals every word of a name has one ("tyrosine kinase", "Aurora B kinase" are
     # not people) and a name does not end in a variant code ("Pol IV", "Aurora B").
     words = value.split()
+    if _after_place_prefix(text, entity.start) or (len(words) > 1 and fold(words[0]) in PLACE_PREFIXES):
+        return False  # "San Francisco", "Los Angeles", "New York": places
+    if len(words) == 1 and fold(words[0]) in DEMONYMS:
+        return False  # "Thai food"
     if any(w[0].islower() and w not in _PARTICLES for w in words):
         return False
     return not (len(words) > 1 and _CODE.fullmatch(words[-1]))
+
+
+_PREV_WORD = re.compile(r"([A-Za-zÀ-ÿ]+)\.?[ \t]+$")
+
+
+def _after_place_prefix(text: str, start: int) -> bool:
+    m = _PREV_WORD.search(text, max(0, start - 12), start)
+    return bool(m and m.group(1)[0].isupper() and fold(m.group(1)) in PLACE_PREFIXES)
 
 
 _PARTICLES = frozenset("de da di do dos du del della van von der den ter ten le la bin ibn al el y".split())
