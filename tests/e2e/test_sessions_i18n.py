@@ -7,6 +7,7 @@ browsers would. Screenshots go to test-artifacts/e2e/.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -263,3 +264,40 @@ def test_own_password_change_and_the_first_admin_is_asked(server, browser):
     sign_in(other, url, "sam", STAFF["sam"])
     page.context.close()
     other.context.close()
+
+
+RENDER_BUDGET_S = 2.0
+PAGES = {"chat": "Ask the documents", "documents": "Documents", "users": "Users & access",
+         "retrieval-test": "Retrieval test", "dashboard": "Dashboard", "account": "My account"}
+
+
+def test_signed_in_pages_render_in_under_two_seconds(server, browser):
+    """From navigation to the page's heading, on a signed-in session (a reload: new Streamlit session, same
+    cookie). One visit warms each page, the median of three more counts."""
+    import json
+    import statistics
+
+    page = new_page(browser)
+    url = server["url"]
+    sign_in(page, url, "sam", STAFF["sam"])  # staff: chat and account
+    admin = new_page(browser)
+    sign_in(admin, url, "admin", USERS["admin"])
+    times: dict[str, float] = {}
+    for who, p, paths in ((page, "sam", ("chat", "account")), (admin, "admin", tuple(PAGES))):
+        for path in paths:
+            samples = []
+            for i in range(4):
+                start = time.perf_counter()
+                who.goto(f"{url}/{path}")
+                who.get_by_role("heading", name=PAGES[path], exact=True).wait_for(timeout=30_000)
+                wait_idle(who)
+                if i:
+                    samples.append(time.perf_counter() - start)
+            times[f"{p}:{path}"] = round(statistics.median(samples), 3)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "render-times.json").write_text(json.dumps(times, indent=1))
+    print("render times (s):", times)
+    slow = {k: v for k, v in times.items() if v >= RENDER_BUDGET_S}
+    assert not slow, f"pages slower than {RENDER_BUDGET_S} s: {slow}"
+    page.context.close()
+    admin.context.close()
