@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app import accounts, blobs
@@ -39,10 +40,23 @@ def submit_paths(container: IngestContext, paths: Iterable[Path], collection: st
     """Queue every file under ``paths`` (folders recurse, .zip archives open). One transaction per file.
     ``hold_as``: each new job is claimed by that owner in the same transaction, so no worker takes it
     (an upload with a password is indexed by the uploader's own process)."""
-    with container.sessions.begin() as s:
-        col_id = accounts.ensure_collection(s, collection).id
+    col_id = _collection_id(container, collection)
     for cand in discover(list(paths), limits_from(container)):
         yield submit_candidate(container, col_id, cand, uploaded_by, hold_as)
+
+
+def _collection_id(container: IngestContext, name: str) -> int:
+    """The collection's id, created if need be. Two uploads into a new collection at once (the browser sends
+    a folder's files in parallel) both see it missing and both insert; the one that loses the unique name
+    reads the winner's row in a fresh transaction instead of failing."""
+    for attempt in range(2):
+        try:
+            with container.sessions.begin() as s:
+                return accounts.ensure_collection(s, name).id
+        except IntegrityError:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
 
 
 def stored_name(container: IngestContext, source: str) -> str:
