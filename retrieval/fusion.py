@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Literal
 
 Ranked = Sequence[tuple[int, float]]
@@ -51,11 +51,14 @@ def convex(
     lexical: Mapping[int, float] | Ranked,
     alpha: float = 0.5,
     method: Normalization = "minmax",
+    dense_only: Collection[int] = (),
 ) -> list[tuple[int, float]]:
     """alpha * norm(dense) + (1 - alpha) * norm(lexical) over the union of ids.
 
     Each list is normalized on its own; an id missing from one list gets that list's lowest
     normalized value (0 for min-max), i.e. it is treated as no better than the worst candidate seen.
+    Ids in ``dense_only`` are ranked by norm(dense) alone: passages in another language than the question,
+    which BM25 cannot match by construction (its zero there is no evidence against them).
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be within [0, 1], got {alpha}.")
@@ -66,4 +69,8 @@ def convex(
     fused = {
         doc: alpha * d.get(doc, d_floor) + (1.0 - alpha) * lx.get(doc, l_floor) for doc in d.keys() | lx.keys()
     }
+    if dense_only:
+        for doc in fused:
+            if doc in dense_only:
+                fused[doc] = d.get(doc, d_floor)
     return _sorted(fused)

@@ -47,7 +47,10 @@ class HybridSearcher:
         rrf_k: int = 60,
         candidates: int = 100,
         fill_missing_scores: bool = True,
+        dense_only: Collection[int] = (),
     ) -> None:
+        """``dense_only``: chunk ids that convex fusion ranks by the dense score alone (passages in another
+        language than the query: BM25 cannot match them)."""
         if mode in ("dense", "hybrid") and (embedder is None or dense is None):
             raise ValueError(f"mode {mode!r} needs an embedder and a dense index.")
         if mode in ("bm25", "hybrid") and lexical is None:
@@ -61,6 +64,7 @@ class HybridSearcher:
         self.rrf_k = rrf_k
         self.n_candidates = candidates
         self.fill_missing_scores = fill_missing_scores
+        self.dense_only = dense_only
 
     @classmethod
     def from_settings(
@@ -111,7 +115,7 @@ class HybridSearcher:
 
     def fuse(self, cands: Candidates, k: int) -> list[SearchHit]:
         """Rank gathered candidates by this searcher's mode and fusion."""
-        return fuse_candidates(cands, k, self.mode, self.fusion, self.alpha, self.rrf_k)
+        return fuse_candidates(cands, k, self.mode, self.fusion, self.alpha, self.rrf_k, self.dense_only)
 
     def search(
         self,
@@ -127,7 +131,8 @@ class HybridSearcher:
 
 
 def fuse_candidates(
-    cands: Candidates, k: int, mode: Mode = "hybrid", fusion: Fusion = "convex", alpha: float = 0.5, rrf_k: int = 60
+    cands: Candidates, k: int, mode: Mode = "hybrid", fusion: Fusion = "convex", alpha: float = 0.5, rrf_k: int = 60,
+    dense_only: Collection[int] = (),
 ) -> list[SearchHit]:
     """Top-k hits from gathered candidates: one index's list, or both fused by RRF / convex."""
     if mode == "dense":
@@ -137,7 +142,7 @@ def fuse_candidates(
     elif fusion == "rrf":
         ranked = fusion_fns.rrf([cands.dense, cands.bm25], k=rrf_k)
     else:
-        ranked = fusion_fns.convex(cands.dense_scores, cands.bm25_scores, alpha=alpha)
+        ranked = fusion_fns.convex(cands.dense_scores, cands.bm25_scores, alpha=alpha, dense_only=dense_only)
     return [
         SearchHit(cid, float(score), cands.dense_scores.get(cid), cands.bm25_scores.get(cid))
         for cid, score in ranked[:k]

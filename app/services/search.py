@@ -35,6 +35,7 @@ from app.errors import KbError
 from app.models import Chunk, Collection, Document, IndexEvent
 from app.services.caller import Caller, Principal, actor, require_role
 from retrieval.dense import make_vector_index
+from retrieval.embedder import text_language
 from retrieval.hybrid import HybridSearcher
 from retrieval.lexical import BM25Index
 from retrieval.types import SearchHit
@@ -81,6 +82,7 @@ class SearchIndex:
         self._loaded = False
         self._watermark = 0
         self._collection_of: dict[int, int] = {}
+        self._zh: set[int] = set()  # chunk ids whose text is Chinese (language-aware fusion, below)
         self._dense = None
         self._bm25: BM25Index | None = None
         self._last_snapshot = 0.0
@@ -119,6 +121,7 @@ class SearchIndex:
             dense, bm25 = self._new_indexes(total)
             collection_of: dict[int, int] = {}
             last_id = 0
+            zh: set[int] = set()
             reembed: bool | None = None  # decided on the first page: were the stored vectors made by this embedder?
             while True:  # page through by primary key so memory stays bounded
                 rows = s.scalars(select(Chunk).where(Chunk.id > last_id).order_by(Chunk.id).limit(2000)).all()
@@ -135,12 +138,14 @@ class SearchIndex:
                 dense.add(ids, vecs)
                 bm25.add(ids.tolist(), texts)
                 collection_of.update({r.id: r.collection_id for r in rows})
+                zh.update(int(i) for i, t in zip(ids, texts, strict=True) if text_language(t) == "zh")
                 last_id = rows[-1].id
                 if progress:
                     progress(len(rows))
                 s.expunge_all()
             with self._lock:
                 self._dense, self._bm25, self._collection_of, self._watermark = dense, bm25, collection_of, watermark
+                self._zh = zh
                 self._allowed.clear()
                 self._loaded = True
                 self._dirty = True
@@ -198,6 +203,7 @@ class SearchIndex:
                     self._bm25.remove(ev.chunk_ids)
                     for i in ev.chunk_ids:
                         self._collection_of.pop(i, None)
+                        self._zh.discard(i)
                     self._note("remove", ids)
                 else:
                     # Chunks are immutable: one already held (a rebuild read it before this event) is skipped.
@@ -209,6 +215,7 @@ class SearchIndex:
                         self._dense.add(ids, vecs)
                         self._bm25.add(ids.tolist(), texts)
                         self._collection_of.update({r.id: r.collection_id for r in rows})
+                        self._zh.update(int(i) for i, t in zip(ids, texts, strict=True) if text_language(t) == "zh")
                         self._note("add", ids)
                 self._watermark = ev.id
             if events:
@@ -335,7 +342,7 @@ class SearchIndex:
         meta = {"watermark": self._watermark,
                 "chunks": [[k, v] for k, v in self._collection_of.items()],
                 "embedder": self.c.settings.retrieval.embedder_model, "tokenizer": self.c.settings.retrieval.tokenizer,
-                "bm25": bm25_options(self.c.settings.retrieval)}
+                "bm25": bm25_options(self.c.settings.retrieval), "zh": sorted(self._zh)}
         for name, data in (("dense", self._dense.to_bytes()), ("bm25", self._bm25.to_bytes()),
                            ("meta", json.dumps(meta).encode())):
             crypto.seal_bytes_to_file(cipher, dek, data, gen_dir / f"{name}.kbf",
@@ -419,6 +426,7 @@ class SearchIndex:
             return False
         self._dense, self._bm25 = dense, bm25
         self._collection_of = {int(k): int(v) for k, v in meta["chunks"]}
+        self._zh = {int(i) for i in meta.get("zh", [])}
         self._allowed.clear()
         self._watermark = int(meta["watermark"])
         self._last_snapshot = time.monotonic()
@@ -465,7 +473,18 @@ class SearchIndex:
         r = self.c.settings.retrieval
         alpha = r.convex_alpha if embedder_knows(r, query) else r.cross_language_alpha
         return HybridSearcher(self.c.embedder, self._dense, self._bm25, mode=mode or r.mode, fusion=r.fusion,
-                              alpha=alpha, rrf_k=r.rrf_k, candidates=r.candidates)
+                              alpha=alpha, rrf_k=r.rrf_k, candidates=r.candidates,
+                              dense_only=self._other_language(query))
+
+    def _other_language(self, query: str):
+        """Chunk ids in another language than ``query`` when the embedder reads both (a multilingual model):
+        fusion ranks those by similarity alone, since BM25 cannot match across languages. On the
+        cross-language set this took hybrid top-1 from 0.00 to the dense figure (docs/benchmarks.md)."""
+        r = self.c.settings.retrieval
+        if not {"en", "zh"} <= set(r.embedder_languages or ()):
+            return ()
+        zh = self._zh
+        return zh if text_language(query) != "zh" else _Complement(zh)
 
     def explain(self, query: str, k: int, collection_ids: set[int] | None, mode: str | None = None) -> Explained:
         """What :meth:`search` ranks, with the parts of each score: both signals for every hit whatever the
@@ -508,6 +527,19 @@ class Explained:
     hits: list[SearchHit] = field(default_factory=list)
     dense_rank: dict[int, int] = field(default_factory=dict)
     bm25_rank: dict[int, int] = field(default_factory=dict)
+
+
+class _Complement:
+    """``x in _Complement(s)`` is ``x not in s``: the chunks that are not Chinese, without listing them."""
+
+    def __init__(self, inner: set[int]) -> None:
+        self.inner = inner
+
+    def __contains__(self, item: object) -> bool:
+        return item not in self.inner
+
+    def __bool__(self) -> bool:
+        return True
 
 
 def bm25_options(r) -> dict:

@@ -44,3 +44,14 @@ def test_convex_hand_computed() -> None:
 
 def test_convex_with_one_side_empty() -> None:
     assert convex({}, {7: 3.0, 8: 1.0}, alpha=0.5) == [(7, 0.5), (8, 0.0)]
+
+
+def test_convex_ranks_dense_only_ids_by_similarity_alone() -> None:
+    from retrieval.fusion import convex
+
+    dense = {1: 0.9, 2: 0.6, 3: 0.5}  # 1: a passage in the other language, the closest in meaning
+    lexical = {2: 12.0, 3: 3.0}  # BM25 cannot match it at all
+    assert convex(dense, lexical, alpha=0.5)[0][0] == 2
+    fused = dict(convex(dense, lexical, alpha=0.5, dense_only={1}))
+    assert fused[1] == 1.0 and max(fused, key=fused.get) == 1
+    assert fused[2] == convex(dense, lexical, alpha=0.5)[0][1]  # the others keep their fused score
