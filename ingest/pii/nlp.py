@@ -25,7 +25,8 @@ _NER_ONLY_EXCLUDE = ["tok2vec", "tagger", "parser", "attribute_ruler", "lemmatiz
 _lock = threading.Lock()
 _cache: dict[tuple[str, bool], object] = {}
 
-_SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?]+|\n|$)")
+# Chinese sentence ends too: an English NER model fed "王建国昨天……。Hi Anna" tags the Chinese as a name.
+_SENTENCE = re.compile(r"[^.!?。！？；\n]+(?:[.!?。！？；]+|\n|$)")
 _TITLE_WORD = re.compile(r"(?<![\w'’-])[A-ZÀ-ÖØ-Þ][a-zà-öø-ÿ'’-]+")
 _TITLE_PAIR = re.compile(
     r"(?<![\w'’-])[A-ZÀ-ÖØ-Þ][a-zà-öø-ÿ'’-]+\.?\s+(?:[a-z]{1,3}\s+)?[A-ZÀ-ÖØ-Þ][a-zà-öø-ÿ'’-]+"

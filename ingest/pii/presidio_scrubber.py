@@ -117,10 +117,10 @@ class PresidioScrubber:
             segments = [segments_around(t, p) for t, p in zip(texts, cues, strict=True)]
         if NER_SCORE < self.threshold:
             return
-        for entities, spans in zip(found, ner_spans(nlp, texts, segments), strict=True):
+        for text, entities, spans in zip(texts, found, ner_spans(nlp, texts, segments), strict=True):
             for label, start, end in spans:
                 etype = _SPACY_LABELS.get(label)
-                if etype in self.entities:
+                if etype in self.entities and not _HAN.search(text, start, end):  # English NER cannot read Han
                     entities.append(PiiEntity(etype, start, end, NER_SCORE))
 
     def _load(self):

@@ -4,6 +4,10 @@ are not names, and the placeholders a reader of search results sees after real i
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -140,3 +144,38 @@ def test_ingested_chinese_names_reach_readers_as_placeholders(container, tmp_pat
     text = hits[0].text
     assert "王建国" not in text and "李娜" not in text
     assert text.count("<PERSON>") >= 2
+
+
+# ------------------------------------------------------------------ the CLI a reviewer runs
+def _kb(args: list[str], data_dir: Path, stdin: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "KB_DATA_DIR": str(data_dir)}
+    return subprocess.run([sys.executable, "-m", "app", *args], env=env, input=stdin, capture_output=True,
+                          text=True, timeout=300)
+
+
+def _cluener_line(text: str, labels: dict[str, list[str]]) -> str:
+    spans = {label: {v: [[text.index(v), text.index(v) + len(v) - 1]] for v in values}
+             for label, values in labels.items()}
+    return json.dumps({"text": text, "label": spans}, ensure_ascii=False)
+
+
+def test_kb_pii_scan_and_eval_report_chinese_types(tmp_path: Path) -> None:
+    scan = _kb(["pii", "scan", "-"], tmp_path / "data", stdin="王建国住在北京市海淀区中关村大街27号。\n")
+    assert scan.returncode == 0, scan.stderr
+    assert "<PERSON>" in scan.stdout and "<ADDRESS>" in scan.stdout and "王建国" not in scan.stdout
+    assert "found: ADDRESS 1, PERSON 1" in scan.stdout
+
+    data = tmp_path / "cluener.jsonl"
+    data.write_text("\n".join([
+        _cluener_line("王建国住在北京市海淀区中关村大街27号，常去香港。",
+                      {"name": ["王建国"], "address": ["北京市海淀区中关村大街27号", "香港"]}),
+        _cluener_line("会议由李娜主持。", {"name": ["李娜"]}),
+    ]) + "\n", encoding="utf-8")
+    out = _kb(["eval", "pii", str(data), "--format", "cluener", "--json"], tmp_path / "data")
+    assert out.returncode == 0, out.stderr
+    per_type = json.loads(out.stdout)["per_type"]
+    assert per_type["PERSON"]["support"] == 2 and per_type["PERSON"]["recall"] == 1.0
+    assert per_type["ADDRESS"]["support"] == 1 and per_type["ADDRESS"]["recall"] == 1.0
+    assert per_type["LOCATION"]["support"] == 1 and not per_type["LOCATION"]["claimed"]  # 香港: a bare place
+    bad = _kb(["eval", "pii", str(data), "--format", "cluener", "--split", "dev"], tmp_path / "data")
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
