@@ -102,4 +102,7 @@ else:
     if must_change and page.url_path != "account":
         st.warning(t("account.first_admin"), icon=":material/key:")
         st.page_link(pages[-1], label=t("account.change_password"), icon=":material/key:")
-page.run()
+try:
+    page.run()
+finally:
+    common.end_of_run()

@@ -64,6 +64,14 @@ def _resume() -> web_sessions.Resumed | None:
         return None
 
 
+_FRESH_KEY = "kb_cookie_checked"  # digest of the cookie app.py checked in this very run; popped by require()
+
+
+def end_of_run() -> None:
+    """app.py calls this after the page ran: a later fragment rerun must check the cookie itself."""
+    st.session_state.pop(_FRESH_KEY, None)
+
+
 def signed_in() -> SessionUser | None:
     """The user whose session cookie this browser connection carries, brought up to date; else None.
 
@@ -86,6 +94,7 @@ def signed_in() -> SessionUser | None:
         st.session_state[LANG_CHOSEN_KEY] = True
     st.session_state[USER_KEY] = resumed.user
     st.session_state[RESUMED_KEY] = resumed
+    st.session_state[_FRESH_KEY] = web_sessions.digest(session_token() or "")
     return resumed.user
 
 
@@ -126,7 +135,12 @@ def require(page: str) -> SessionUser:
     even when it is run some other way (a stale URL, a test, a fragment rerun, a navigation bug).
     The cookie is checked again, so a live fragment cannot outlive its session.
     """
-    resumed = _resume()
+    token = session_token()
+    fresh = st.session_state.pop(_FRESH_KEY, None)
+    if token and fresh == web_sessions.digest(token) and st.session_state.get(RESUMED_KEY) is not None:
+        resumed = st.session_state[RESUMED_KEY]  # app.py checked this same cookie moments ago, in this run
+    else:
+        resumed = _resume()
     user = resumed.user if resumed is not None else None
     if not session.may_open(user, page):
         st.error(i18n.t("access.denied"))
