@@ -56,11 +56,17 @@ def _is_tls(request: Request) -> bool:
 
 
 def same_origin(request: Request) -> bool:
-    """The POST came from a page of this site: its Origin (else Referer) has this request's host."""
+    """The POST came from a page of this site: its Origin (else Referer) has this request's host.
+
+    A proxy that rewrites Host may say the original in X-Forwarded-Host; a cross-site form in a browser
+    can set neither header, so accepting either keeps other sites out.
+    """
     source = request.headers.get("origin") or request.headers.get("referer")
     if not source or source == "null":
         return False
-    return urlsplit(source).netloc.lower() == request.headers.get("host", "").lower()
+    hosts = {request.headers.get("host", "").lower(),
+             request.headers.get("x-forwarded-host", "").split(",")[0].strip().lower()} - {""}
+    return urlsplit(source).netloc.lower() in hosts
 
 
 def _back(request: Request, target: str | None, query: str = "") -> RedirectResponse:
