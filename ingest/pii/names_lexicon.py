@@ -134,6 +134,7 @@ _CUE_BEFORE = re.compile(
     r"wife|husband|son|daughter|mother|father|brother|sister|friend|colleague)[ \t:,]*)$",
     re.IGNORECASE,
 )
+_GREETING = re.compile(r"(?:dear|hi|hello|hey|thanks|thank\s+you)\b", re.IGNORECASE)
 _CUE_AFTER = re.compile(
     r"^(?:['’]s\s+(?:daughter|son|wife|husband|mother|father|brother|sister|friend|family|house|home|"
     r"address|account|phone|email|car|office|birthday|boss|mom|dad|children|kids|book|novel|song|album)\b"
@@ -146,6 +147,7 @@ FIRST_ALONE = 0.6  # a first name that is no ordinary word: "Kevin", "Iwao"
 FULL_NAME = 0.75  # first name + another name word: "Latoya Shimasaki"
 WEAK = 0.4  # a surname alone, or an ambiguous first name: shown only with support
 SUPPORTED = 0.6
+PLACE_CUE = 0.4  # below the default threshold: never scrubbed itself, enough to send its sentence to NER
 
 
 @dataclass
@@ -161,6 +163,7 @@ class _Candidate:
     start: int
     end: int
     score: float
+    fixed: bool = False  # no cue or neighbour raises it
 
 
 class NameLexiconRecognizer(LocalRecognizer):
@@ -265,7 +268,8 @@ def _judge(text: str, run: list[_Word], lower_text: bool) -> _Candidate | None:
     if any(w.folded in PLACE_PREFIXES for w in run[: i + (len(core) > 1)]) or (
         len(core) == 1 and first.folded in DEMONYMS
     ):
-        return None
+        # Not a name ("San Francisco", "Thai food"), but its sentence may hold one: NER reads it.
+        return _Candidate(start, end, PLACE_CUE, fixed=True)
     if _followed_by_non_name(text, end) or _eponym(text, end) or _followed_by_code(text, end):
         return None
     if len(core) == 1 and not lower_text and _SPECIES.match(text, end):
@@ -311,15 +315,18 @@ def _sentence_start(text: str, start: int) -> bool:
 def _support(text: str, candidates: list[_Candidate]) -> None:
     """Raise weak candidates that have a cue word or sit in a list next to a name."""
     for c in candidates:
-        if c.score >= 0.2 and c.score < SUPPORTED and not_addressee(text[c.start : c.end]) and (
-            _CUE_BEFORE.search(text, max(0, c.start - 30), c.start) or _CUE_AFTER.match(text[c.end : c.end + 30])
-        ):
+        if c.fixed or not 0.2 <= c.score < SUPPORTED:
+            continue
+        before = _CUE_BEFORE.search(text, max(0, c.start - 30), c.start)
+        if before and _GREETING.match(before.group()) and not not_addressee(text[c.start : c.end]):
+            continue  # "Hello World", "Hi All": a greeting's addressee, not a name
+        if before or _CUE_AFTER.match(text[c.end : c.end + 30]):
             c.score = SUPPORTED
     for _ in range(2):  # twice, so support travels along a list
         for a, b in zip(candidates, candidates[1:], strict=False):
             if not _LIST_GLUE.match(text[a.end : b.start]):
                 continue
-            if a.score >= 0.5 and 0.2 <= b.score < SUPPORTED:
+            if a.score >= 0.5 and 0.2 <= b.score < SUPPORTED and not b.fixed:
                 b.score = SUPPORTED
-            elif b.score >= 0.5 and 0.2 <= a.score < SUPPORTED:
+            elif b.score >= 0.5 and 0.2 <= a.score < SUPPORTED and not a.fixed:
                 a.score = SUPPORTED
