@@ -99,7 +99,7 @@ else:
     pages.append(_page(ACCOUNT, default=landing == "account" or not pages))
     page = st.navigation(pages)
     sidebar(user)
-    if must_change and page.url_path != "account":
+    if must_change and page.title != t(ACCOUNT[1]):  # (a default page has no url_path)
         st.warning(t("account.first_admin"), icon=":material/key:")
         st.page_link(pages[-1], label=t("account.change_password"), icon=":material/key:")
 try:

@@ -199,3 +199,13 @@ def test_an_admin_without_collections_lands_on_documents(kb):
     at = app(user="admin").run()
     assert not at.exception
     assert titles(at) == ["Documents"]
+
+
+def test_the_first_admin_is_asked_to_change_the_password_on_every_page_once(kb):
+    at = app(user="admin").run()
+    assert titles(at) == ["My account"]
+    asked = [w.value for w in at.warning if "first admin password" in w.value]
+    assert len(asked) == 1
+    at.switch_page("views/documents.py").run()
+    assert len([w for w in at.warning if "first admin password" in w.value]) == 1
+    assert not [w for w in app(user="sam").run().warning if "first admin password" in w.value]
