@@ -71,6 +71,8 @@ export default function (component) {
         if (S.running) return;
         S.files = Array.from(input.files || []);
         S.rows = [];
+        S.state = [];  // a new choice: no row keeps the outcome of the previous batch
+        S.notice = "";
         S.sent = 0;
         input.value = "";
         draw(true);
@@ -91,7 +93,7 @@ export default function (component) {
     const total = S.files.length;
     const bytes = S.files.reduce((a, f) => a + f.size, 0);
     r.querySelector(".kbup-go").disabled = S.running || total === 0;
-    r.querySelector(".kbup-summary").textContent = total === 0 ? L.none :
+    r.querySelector(".kbup-summary").textContent = S.notice ? S.notice : total === 0 ? L.none :
       (S.running || S.sent ? L.progress.replace("{done}", S.sent).replace("{total}", total)
                            : L.chosen.replace("{n}", total).replace("{size}", fmtSize(bytes)));
     const bar = r.querySelector(".kbup-bar");
@@ -184,12 +186,13 @@ export default function (component) {
   async function start() {
     if (S.running || !S.files.length) return;
     if (!S.data.collection) {
-      S.root.querySelector(".kbup-summary").textContent = S.data.labels.pick_collection;
+      S.notice = S.data.labels.pick_collection;  // kept until the next choice or start, even across redraws
+      draw(false);
       return;
     }
     const pw = S.root.querySelector(".kbup-pw");
     S.password = pw.value; pw.value = "";  // used for this batch only, then forgotten
-    S.running = true; S.sent = 0; S.state = [];
+    S.running = true; S.sent = 0; S.state = []; S.notice = "";
     S.out = { collection: S.data.collection, files: 0, queued: 0, unchanged: 0, ids: [], refused: [], failed: [] };
     draw(true);
     let next = 0;

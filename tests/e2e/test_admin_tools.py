@@ -75,6 +75,8 @@ def test_uploader_streams_files_and_a_folder(kb_server, browser_page, staff, tmp
     page.get_by_label("New collection name").fill("notes")
     page.get_by_label("New collection name").press("Enter")
     wait_app_idle(page)
+    page.wait_for_timeout(1500)  # the rerun that hands the new name to the uploader may start a moment later
+    wait_app_idle(page)
     page.locator(".kbup input[type=file][data-kind=folder]").set_input_files(str(folder))
     page.get_by_text(f"{FOLDER_FILES} file(s) chosen").wait_for()
     t0 = time.monotonic()
@@ -117,7 +119,7 @@ def test_retrieval_test_ranks_the_known_chunk_first(kb_server, browser_page):
     first.locator("summary").click()
     assert first.get_by_text("handbook-1p.docx").count() >= 1, first.inner_text()
     first.get_by_text("United States Trustee", exact=False).first.wait_for()
-    assert first.locator("summary").inner_text().startswith("1. ✓")
+    assert "1. ✓" in first.locator("summary").inner_text()  # ranked first, and the gate would pass it
     shot(page, "b03-retrieval-test")
     sign_out(page)
 
