@@ -25,7 +25,7 @@ from ui.i18n import t  # noqa: E402
 from ui.safe_text import safe_label  # noqa: E402
 
 st.set_page_config(page_title="kb", page_icon=":material/menu_book:", layout="wide",
-                   menu_items={"Get help": None, "Report a bug": None, "About": "kb: a private knowledge base."})
+                   menu_items={"Get help": None, "Report a bug": None, "About": t("app.about")})
 
 # page key -> (script, title key, icon, url path); every page key a role may open needs an entry
 PAGE_SPECS = {
