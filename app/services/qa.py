@@ -285,8 +285,8 @@ def _relevant(passages: list[Passage], question: str, r) -> tuple[list[Passage],
     plain words naming the gates that applied.
 
     kb answers when its best passage is similar enough to the question (dense similarity at least
-    ``retrieval.min_score``, where the embedder knows the question's language and dense search is on) or
-    shares enough of its words (``retrieval.min_coverage``, always). Then the model gets the search's top
+    ``retrieval.min_score``, ``min_score_zh`` for Chinese, where the embedder knows the question's language
+    and dense search is on) or shares enough of its words (``retrieval.min_coverage``, always). Then the model gets the search's top
     passages as ranked, not only those that passed: the passage holding the answer is often weaker on one
     signal than its neighbours (on CMRC2018, dropping the passages under the word-overlap bar lost the
     answer for 7% of the questions; on SQuAD 2.0, dropping those under the similarity bar 2%), and whether
@@ -295,20 +295,21 @@ def _relevant(passages: list[Passage], question: str, r) -> tuple[list[Passage],
     if not passages:
         return [], "No passages were found in the collections you can read."
     dense = r.mode != "bm25" and embedder_knows(r, question)
+    gate = r.gate_for(detect_language(question))  # calibrated per embedder and language (docs/benchmarks.md)
     if dense:
         best = max((p.dense_score or 0.0) for p in passages)
-        if best >= r.min_score:
+        if best >= gate:
             return passages, None
     overlap = max(lexical_coverage(question, p.text) for p in passages)
     if overlap >= r.min_coverage:
         return passages, None
     words = f"{overlap:.0%} of them; {r.min_coverage:.0%} needed"
     if len(passages) == 1:
-        return [], ((f"The passage found is not similar enough to the question ({best:.2f}; {r.min_score:.2f} "
+        return [], ((f"The passage found is not similar enough to the question ({best:.2f}; {gate:.2f} "
                      f"needed) and does not share enough of its words ({words}).") if dense else
                     f"The passage found does not share enough of the question's words ({words}).")
     return [], ((f"None of the {len(passages)} passages found is similar enough to the question (closest: "
-                 f"{best:.2f}; {r.min_score:.2f} needed) or shares enough of its words (best: {words}).") if dense
+                 f"{best:.2f}; {gate:.2f} needed) or shares enough of its words (best: {words}).") if dense
                 else f"None of the {len(passages)} passages found shares enough of the question's words "
                      f"(best: {words}).")
 

@@ -17,6 +17,7 @@ from app.errors import KbError
 from app.services import qa
 from app.services.caller import Principal, actor, require_role
 from app.services.search import embedder_knows, hydrate, lexical_coverage
+from llm.prompt import detect_language
 
 MAX_K = 50
 
@@ -98,5 +99,6 @@ def run(container, who: Principal, query: str, collections: list[str] | None = N
                                              "score": round(p.score, 4)} for p in passages],
                               "k": k, "mode": ex.mode, "answerable": bool(relevant)},
                      sealed={"question": query})
-    return HitTest(query, names, ex.mode, ex.fusion, ex.alpha, ex.rrf_k, r.min_score, r.min_coverage,
+    return HitTest(query, names, ex.mode, ex.fusion, ex.alpha, ex.rrf_k, r.gate_for(detect_language(query)),
+                   r.min_coverage,
                    ex.mode != "bm25" and embedder_knows(r, query), bool(relevant), why_not, took, rows)

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from app.api.app import create_app
 from app.models import AuditRecord, Chunk, Collection
 from app.services import api_keys
+from llm.repetition import AnswerStream
 from tests.api.conftest import ADMIN, auth, serve
 
 pytestmark = pytest.mark.slow
@@ -141,6 +142,9 @@ class _Blocking:
         return len(text) // 3 + 1
 
     def stream(self, messages, max_tokens, temperature):
+        return AnswerStream(self._deltas(), None)  # what the Generator protocol promises
+
+    def _deltas(self):
         self.entered.release()
         self.go.wait(60)
         yield "Twenty-five days [1]."
