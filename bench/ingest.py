@@ -6,6 +6,8 @@ one batch is embedded while the next is prepared, so the shares add up to more t
 
     .venv/bin/python bench/ingest.py --fixtures ../shared/data/doc_fixtures \
         --scifact ../shared/data/beir_scifact/corpus.jsonl [--limit N] [--no-pii] [--json]
+    .venv/bin/python bench/ingest.py --cmrc ../shared/data/cmrc2018/squad-style-data/cmrc2018_dev.json \
+        --limit 200 [--no-chinese-ner]      # Chinese text: the cost of the Chinese name CRF
 """
 
 from __future__ import annotations
@@ -34,9 +36,10 @@ from ingest.worker import Worker  # noqa: E402
 from retrieval.metrics import load_beir_corpus  # noqa: E402
 
 
-def run(label: str, folder: Path, pii: bool) -> dict:
+def run(label: str, folder: Path, pii: bool, chinese_ner: bool = True) -> dict:
     with tempfile.TemporaryDirectory(prefix="kb-bench-") as tmp:
-        settings = Settings(data_dir=Path(tmp) / "data", database={"url": None}, pii={"enabled": pii})
+        settings = Settings(data_dir=Path(tmp) / "data", database={"url": None},
+                            pii={"enabled": pii, "chinese_ner": chinese_ner})
         c = Container(settings)
         init(c, "admin", "bench-admin-password")
         c.embedder.dim, c.scrubber.analyze("warm up the models")  # model loading is not ingestion
@@ -52,7 +55,7 @@ def run(label: str, folder: Path, pii: bool) -> dict:
         return {
             "corpus": label, "files": len(items), "indexed": times.documents, "chunks": times.chunks,
             "seconds": round(total, 1), "files_per_s": round(len(items) / total, 1),
-            "chunks_per_s": round(times.chunks / total, 1), "pii": pii,
+            "chunks_per_s": round(times.chunks / total, 1), "pii": pii, "chinese_ner": pii and chinese_ner,
             "stage_share": {k: f"{100 * v / total:.0f}%" for k, v in stages.items()},
             "stage_seconds": {k: round(v, 1) for k, v in stages.items()},
         }
@@ -63,7 +66,9 @@ def main() -> None:
     ap.add_argument("--fixtures", type=Path, help="a folder of real documents")
     ap.add_argument("--scifact", type=Path, help="BEIR corpus.jsonl")
     ap.add_argument("--limit", type=int, help="only the first N SciFact documents")
+    ap.add_argument("--cmrc", type=Path, help="CMRC2018 (SQuAD-style) JSON: its distinct contexts, one file each")
     ap.add_argument("--no-pii", action="store_true", help="turn PII scrubbing off (for comparison)")
+    ap.add_argument("--no-chinese-ner", action="store_true", help="PII on, but without the Chinese name CRF")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     rows = []
@@ -76,6 +81,16 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             write_corpus(corpus, Path(tmp) / "scifact")
             rows.append(run(f"scifact ({len(corpus)} docs)", Path(tmp) / "scifact", not args.no_pii))
+    if args.cmrc:
+        data = json.loads(args.cmrc.read_text(encoding="utf-8"))
+        contexts = list(dict.fromkeys(p["context"] for a in data["data"] for p in a["paragraphs"]))
+        contexts = contexts[: args.limit] if args.limit else contexts
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / "cmrc"
+            folder.mkdir()
+            for i, text in enumerate(contexts):
+                (folder / f"ctx{i:05d}.txt").write_text(text, encoding="utf-8")
+            rows.append(run(f"cmrc2018 ({len(contexts)} contexts)", folder, not args.no_pii, not args.no_chinese_ner))
     info = {"machine": platform.processor() or platform.machine(), "cores": os.cpu_count(),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
     if args.json:
