@@ -128,7 +128,7 @@ def test_feedback_lands_in_the_audit_log(kb_server, browser_page, staff):
     from app.models import AuditRecord
 
     page, url = browser_page, kb_server["url"]
-    sign_in(page, url, "sam", "chat")
+    sign_in(page, url, "sam")  # staff have one page, the default (no /chat address)
     page.get_by_role("heading", name="Ask the documents").wait_for()
     answer = ask(page, QUESTION, 0)
     helpful = answer.get_by_role("button", name="Helpful", exact=True)
