@@ -41,9 +41,10 @@ def staff(kb_server):
     c.engine.dispose()
 
 
-def _open(page, url: str, path: str) -> None:
-    page.goto(f"{url}/{path}")
-    wait_app_idle(page)
+def _settle(page) -> None:
+    """After signing out: let the sign-out redirect finish, so the next page.goto is not aborted by it."""
+    page.wait_for_load_state()
+    page.wait_for_timeout(1000)
 
 
 def test_uploader_streams_files_and_a_folder(kb_server, browser_page, staff, tmp_path):
@@ -154,6 +155,7 @@ def test_feedback_lands_in_the_audit_log(kb_server, browser_page, staff):
     sign_out(page)
 
     # The auditor finds it in the query log, with the comment.
+    _settle(page)
     sign_in(page, url, "audrey")  # an auditor without grants has one page: the query log
     page.get_by_role("heading", name="Query log").wait_for()
     page.get_by_label("Show").click()
