@@ -158,7 +158,7 @@ def test_feedback_lands_in_the_audit_log(kb_server, browser_page, staff):
     _settle(page)
     sign_in(page, url, "audrey")  # an auditor without grants has one page: the query log
     page.get_by_role("heading", name="Query log").wait_for()
-    page.get_by_label("Show").click()
+    page.get_by_role("combobox", name="Show").click()
     page.get_by_role("option", name="feedback", exact=True).click()
     wait_app_idle(page)
     page.get_by_text(f"on the answer of record #{asked[0].seq}").wait_for()
