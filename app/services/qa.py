@@ -285,13 +285,13 @@ def _relevant(passages: list[Passage], question: str, r) -> tuple[list[Passage],
     plain words naming the gates that applied.
 
     kb answers when its best passage is similar enough to the question (dense similarity at least
-    ``retrieval.min_score``, ``min_score_zh`` for Chinese, where the embedder knows the question's language
-    and dense search is on) or shares enough of its words (``retrieval.min_coverage``, always). Then the model gets the search's top
-    passages as ranked, not only those that passed: the passage holding the answer is often weaker on one
-    signal than its neighbours (on CMRC2018, dropping the passages under the word-overlap bar lost the
-    answer for 7% of the questions; on SQuAD 2.0, dropping those under the similarity bar 2%), and whether
-    on-topic sources actually answer is for the model, told to say so when they do not, to judge. So the
-    gate only stops questions the collections are not about."""
+    ``retrieval.min_score``, ``min_score_zh`` for Chinese, where the embedder knows the question's language and
+    dense search is on) or shares enough of its words (``retrieval.min_coverage``, always). Then the model gets
+    the search's top passages as ranked, not only those that passed: the passage holding the answer is often
+    weaker on one signal than its neighbours (on CMRC2018, dropping the passages under the word-overlap bar lost
+    the answer for 7% of the questions; on SQuAD 2.0, dropping those under the similarity bar 2%), and whether
+    on-topic sources actually answer is for the model, told to say so when they do not, to judge. So the gate
+    only stops questions the collections are not about."""
     if not passages:
         return [], "No passages were found in the collections you can read."
     dense = r.mode != "bm25" and embedder_knows(r, question)
