@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from app.errors import KbError
+from llm.repetition import AnswerStream
 from llm.types import ChatMessage, Generator
 
 log = logging.getLogger(__name__)
@@ -153,7 +154,12 @@ class FailoverGenerator:
                  "answered": m.answered, "last_error": m.last_error} for m in self.members]}
 
     # --- generating ----------------------------------------------------------------------------
-    def stream(self, messages: list[ChatMessage], max_tokens: int, temperature: float) -> Iterator[str]:
+    def stream(self, messages: list[ChatMessage], max_tokens: int, temperature: float) -> AnswerStream:
+        """The first healthy member's answer; each member applies its own loop guard, so none is added here,
+        and the member's finish reason is passed on."""
+        return AnswerStream(self._deltas(messages, max_tokens, temperature), None)
+
+    def _deltas(self, messages: list[ChatMessage], max_tokens: int, temperature: float) -> Iterator[str]:
         self._ensure_checker()
         with self._lock:
             order = [m for m in self.members if not m.down] + [m for m in self.members if m.down]
@@ -162,7 +168,8 @@ class FailoverGenerator:
             self._local.member = m
             started = False
             try:
-                for delta in m.generator.stream(messages, max_tokens, temperature):
+                member_stream = m.generator.stream(messages, max_tokens, temperature)
+                for delta in member_stream:
                     started = True
                     yield delta
             except GeneratorExit:
@@ -178,5 +185,5 @@ class FailoverGenerator:
             self._succeeded(m)
             with self._lock:
                 m.answered += 1
-            return
+            return getattr(member_stream, "finish_reason", None)
         raise KbError("Every generator failed: " + "; ".join(errors))

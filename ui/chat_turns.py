@@ -9,7 +9,7 @@ from typing import Any
 import streamlit as st
 
 from app.services import chat, qa
-from ui.i18n import fmt_datetime, fmt_num, register, t
+from ui.i18n import fmt_datetime, fmt_int, fmt_num, register, t
 from ui.safe_text import highlighted, safe_label, safe_markdown
 
 CHAT_KEY = "kb_chat"  # this browser session's conversation: a list of Turn
@@ -138,7 +138,7 @@ def render_found(result: qa.AskResult) -> None:
     """While the answer is written: the passages found, at once, so the reader can start on them."""
     sources = sources_of(result)
     if sources:
-        st.caption(t("chat.found", n=fmt_num(len(sources))))
+        st.caption(t("chat.found", n=fmt_int(len(sources))))
         for src in sources:
             render_source(src, "")
 

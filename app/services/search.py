@@ -552,7 +552,8 @@ def embedder_knows(r, text: str) -> bool:
     """Whether the embedder understands the language of ``text`` (MiniLM does not read Chinese)."""
     from llm.prompt import detect_language
 
-    return detect_language(text) in r.embedder_languages
+    # unresolved settings (not through Settings) mean MiniLM's defaults, as retrieval.gate_for assumes
+    return detect_language(text) in (r.embedder_languages or ["en"])
 
 
 def lexical_coverage(query: str, passage: str) -> float:

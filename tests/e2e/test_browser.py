@@ -37,6 +37,12 @@ def sign_in(page, url: str, user: str, path: str = "") -> None:
     page.get_by_label("Password", exact=True).fill(USERS[user])
     page.get_by_role("button", name="Sign in").click()
     page.get_by_text(f"{user} ·").wait_for()
+    if path and not page.url.rstrip("/").endswith(f"/{path}"):
+        # Whether the reload after signing in keeps the address or lands on the default page depends on
+        # timing (Streamlit may rewrite the address of the sign-in page first): open the page again, as a
+        # user following the bookmark would; the session cookie makes it a signed-in visit.
+        page.goto(f"{url}/{path}")
+        page.get_by_text(f"{user} ·").wait_for()
 
 
 def dismiss_page_not_found(page) -> None:
@@ -67,6 +73,8 @@ def ask(page, question: str, turn: int):
     done = msg.get_by_test_id("stAlert").or_(msg.get_by_text(re.compile(r"^\d+\.\d s")))
     done.first.wait_for(timeout=180_000)
     wait_app_idle(page)
+    # the passages listed while the answer is written give way to the finished answer's sources
+    msg.get_by_text("the answer is being written from them").wait_for(state="detached", timeout=180_000)
     return msg
 
 
@@ -149,6 +157,7 @@ def test_admin_uploads_staff_asks_auditor_reviews(kb_server, browser_page):
     # --- the XSS document is shown as text in the chat and in the citation view -----------
     # a new topic: start a new conversation, as a user would (the chat now keeps context)
     page.get_by_role("button", name="New conversation").click()
+    page.get_by_test_id("stChatMessage").first.wait_for(state="detached")  # the old turns are gone
     wait_app_idle(page)
     turn = ask(page, XSS_QUESTION, 0)
     expanders = turn.get_by_test_id("stExpander")
