@@ -180,7 +180,7 @@ def test_admin_uploads_staff_asks_auditor_reviews(kb_server, browser_page):
     page.get_by_role("heading", name="Query log").wait_for()
     assert page.get_by_role("heading", name="Users & access").count() == 0
     page.get_by_text("Chain intact").wait_for()
-    page.get_by_label("Text in question or answer").fill("trustees")
+    page.get_by_label("Text in question or answer").fill("Who appoints and supervises")
     page.get_by_label("Text in question or answer").press("Enter")
     wait_app_idle(page)
     page.get_by_text("Question", exact=True).wait_for()
