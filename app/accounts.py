@@ -176,19 +176,25 @@ def get_collection(session: Session, name: str) -> Collection:
 
 
 def add_collection(session: Session, name: str, description: str = "") -> Collection:
-    if not _NAME.match(name):
-        raise KbError("Collection names may use letters, digits, '.', '_', '-', '@' (at most 120 characters).")
     if session.scalar(select(Collection).where(Collection.name == name)) is not None:
         raise KbError(f"A collection named {name!r} already exists.")
+    return _insert_collection(session, name, description)
+
+
+def ensure_collection(session: Session, name: str) -> Collection:
+    """The collection, created if missing. A concurrent creator surfaces as the unique index's IntegrityError
+    at the flush (not as "already exists"), so a caller can retry in a fresh transaction and read its row."""
+    col = session.scalar(select(Collection).where(Collection.name == name))
+    return col if col is not None else _insert_collection(session, name)
+
+
+def _insert_collection(session: Session, name: str, description: str = "") -> Collection:
+    if not _NAME.match(name):
+        raise KbError("Collection names may use letters, digits, '.', '_', '-', '@' (at most 120 characters).")
     col = Collection(name=name, description=description)
     session.add(col)
     session.flush()
     return col
-
-
-def ensure_collection(session: Session, name: str) -> Collection:
-    col = session.scalar(select(Collection).where(Collection.name == name))
-    return col if col is not None else add_collection(session, name)
 
 
 def grant(session: Session, collection: str, *, user: str | None = None, role: str | None = None,
