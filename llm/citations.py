@@ -77,7 +77,9 @@ def check_citations(answer: str, n_passages: int) -> tuple[str, list[int], list[
 # --- post-hoc attribution ------------------------------------------------------------------------
 # Small models often answer from the passages without writing [n]. A sentence that is mostly made of
 # words from one passage is marked with that passage, so the reader can still check the source.
-_SENTENCE = re.compile(r"[^.!?。！？\n]+[.!?。！？]*")
+# A sentence ends at CJK end punctuation, or at . ! ? that are not followed by more text: "3.3 million",
+# "v2.0" and "e.g.x" stay whole (a marker inside a number reads as part of it).
+_SENTENCE = re.compile(r"(?:[^.!?。！？\n]|[.!?](?=[^\s.!?。！？]))+[.!?。！？]*")
 _WORD = re.compile(r"[\u4e00-\u9fff]|[^\W_]+", re.UNICODE)
 _STOP = frozenset((
     "a an the of to in on and or is are was were be been it its this that for with as at by from which "

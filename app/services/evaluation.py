@@ -195,7 +195,7 @@ def contains_answer(text: str, gold: list[str], lang: str) -> bool:
     return False
 
 
-_SENTENCE = re.compile(r"(?<=[.!?。！？；;\n])\s*")
+_SENTENCE = re.compile(r"(?<=[。！？；\n])\s*|(?<=[.!?;])\s+")  # not inside "3.3"
 
 
 def repeats_itself(answer: str, finish_reason: str | None = None) -> bool:

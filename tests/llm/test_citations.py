@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from llm.citations import check_citations
+from llm.citations import attribute_citations, check_citations
 
 
 @pytest.mark.parametrize(
@@ -31,3 +31,21 @@ from llm.citations import check_citations
 )
 def test_check_citations(answer: str, n: int, clean: str, cited: list[int], invalid: list[int]) -> None:
     assert check_citations(answer, n) == (clean, cited, invalid)
+
+
+def test_attribution_marks_the_sentence_its_words_come_from() -> None:
+    passages = ["The archive opens at nine in the morning and closes at five.",
+                "Los Angeles has a population of about 3.3 million people."]
+    marked, cited = attribute_citations(
+        "The city with a population of 3.3 million people is Los Angeles. Penguins are birds.", passages)
+    assert cited == [2]
+    # a decimal point is not a sentence end: the marker goes after the sentence, not inside the number
+    assert marked == "The city with a population of 3.3 million people is Los Angeles [2]. Penguins are birds."
+    marked, cited = attribute_citations("档案室早上九点开门。", ["档案室早上九点开门，下午五点关门。"])
+    assert cited == [1] and marked == "档案室早上九点开门 [1]。"
+
+
+def test_attribution_leaves_cited_short_and_unsupported_sentences_alone() -> None:
+    passages = ["The archive opens at nine in the morning and closes at five."]
+    for answer in ("The archive opens at nine [1].", "Yes.", "Penguins cannot fly at all, sadly."):
+        assert attribute_citations(answer, passages) == (answer, [])
