@@ -173,15 +173,21 @@ def sample_questions(items: list[QaItem], n: int | None, seed: int) -> list[QaIt
 _CITATION = re.compile(r"[\[［【]\s*\d{1,3}(?:\s*[,，、-]\s*\d{1,3})*\s*[\]］】]")
 
 
+_ARTICLES = frozenset(("a", "an", "the"))
+
+
 def _strip_punct(text: str) -> str:
     return "".join(" " if unicodedata.category(ch)[0] in "PS" else ch for ch in text)
 
 
 def normalize(text: str, lang: str) -> str:
     """Text as answers are compared: citation markers dropped, case folded, punctuation removed; spaces
-    collapsed (English) or removed (Chinese, where spacing is arbitrary)."""
+    collapsed (English, and the articles a/an/the dropped as SQuAD's own script does) or removed (Chinese,
+    where spacing is arbitrary)."""
     text = _strip_punct(_CITATION.sub(" ", unicodedata.normalize("NFKC", text)).casefold())
-    return "".join(text.split()) if lang == "zh" else " ".join(text.split())
+    if lang == "zh":
+        return "".join(text.split())
+    return " ".join(w for w in text.split() if w not in _ARTICLES)
 
 
 def contains_answer(text: str, gold: list[str], lang: str) -> bool:

@@ -52,6 +52,10 @@ def test_answers_compare_normalised_and_whole_words():
     assert evaluation.contains_answer("THE  10TH\ncentury", ["10th century"], "en")
     assert not evaluation.contains_answer("about 100 years", ["10"], "en")  # whole words
     assert not evaluation.contains_answer("see [1]", ["1"], "en")  # citation markers are not answers
+    # articles do not count, as in SQuAD's own script; the words still must be there
+    assert evaluation.contains_answer("It is greater Southern California Megaregion.",
+                                      ["the greater Southern California Megaregion"], "en")
+    assert not evaluation.contains_answer("central business district", ["Central business districts"], "en")
     assert evaluation.contains_answer("由光荣 和 ω-force 开发[1]。", ["光荣和ω-force"], "zh")
     assert evaluation.contains_answer("主打「战史演武」与「争霸演武」", ["战史演武"], "zh")
 
