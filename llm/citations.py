@@ -70,8 +70,12 @@ def check_citations(answer: str, n_passages: int) -> tuple[str, list[int], list[
             return ""  # the whole group was unknown: drop it with the space before it
         return m.group("space") + "".join(f"[{n}]" for n in valid)
 
-    clean = _GROUP.sub(replace, answer)
+    clean = _ECHO.sub(r"\1\2", _GROUP.sub(replace, answer))
     return clean, cited, invalid
+
+
+# The same markers again right after a sentence's own ("… Islands [1]. [1]", a small model's habit).
+_ECHO = re.compile(r"((?:\[\d+\])+)([.!?。！？]?)[ \t]*\1(?!\d)")
 
 
 # --- post-hoc attribution ------------------------------------------------------------------------

@@ -49,3 +49,10 @@ def test_attribution_leaves_cited_short_and_unsupported_sentences_alone() -> Non
     passages = ["The archive opens at nine in the morning and closes at five."]
     for answer in ("The archive opens at nine [1].", "Yes.", "Penguins cannot fly at all, sadly."):
         assert attribute_citations(answer, passages) == (answer, [])
+
+
+def test_markers_echoed_after_the_sentence_are_dropped() -> None:
+    assert check_citations("They survive in Jersey [1]. [1]", 3)[0] == "They survive in Jersey [1]."
+    assert check_citations("A and B [1][2]。[1][2]", 3)[0] == "A and B [1][2]。"
+    kept = "It opens at nine [1]. It closes at five [1]."  # two sentences citing one source stay as written
+    assert check_citations(kept, 3)[0] == kept
