@@ -41,8 +41,12 @@ _MAX_SEGMENT = 120
 POSTAL = re.compile(r"[区县旗镇乡村路街道巷弄]|胡同|小区|大厦|花园|公寓|新村")
 
 
+# A bus or metro line ("472路", "786区间", "地铁1号线") names a route, not where anyone lives.
+ROUTE = re.compile(r"(?:地铁)?[0-9０-９]+(?:路|号线|线)(?:区间|支线|快线|夜班)?|[0-9０-９]+区间")
+
+
 def is_postal(value: str) -> bool:
-    return bool(POSTAL.search(value))
+    return bool(POSTAL.search(value)) and not ROUTE.fullmatch(value.strip())
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,12 @@ def test_chinese_postal_addresses_but_not_bare_places(scrubber) -> None:
     assert not any(place in f for f in found for place in ("香港", "法国")), found
 
 
+def test_bus_and_metro_lines_are_not_addresses(scrubber) -> None:
+    text = "车站北侧为公交枢纽站，472路、763路、786区间在此始发，也可乘地铁1号线到达。"
+    assert _found(scrubber, text, "ADDRESS") == []
+    assert cn_ner.is_postal("中关村大街27号") and not cn_ner.is_postal("472路")
+
+
 def test_redacted_chinese_text_shows_person_placeholders(scrubber) -> None:
     result = scrubber.scrub("王建国昨天在会上说明了预算。")
     assert "王建国" not in result.text and "<PERSON>" in result.text
