@@ -129,7 +129,8 @@ def too_long(question: str) -> None:
     """Say why the question was not sent, and keep its text so nothing pasted is lost."""
     st.error(t("chat.too_long", n=i18n.fmt_int(len(question.strip())), limit=i18n.fmt_int(qa.MAX_QUESTION_CHARS)),
              icon=":material/error:")
-    st.text_area(t("chat.too_long_text"), question, height=160, key="too_long_text")
+    # no key: a keyed widget keeps the value it had first, and each too-long question must show its own text
+    st.text_area(t("chat.too_long_text"), question, height=160)
 
 
 user = common.require(session.CHAT)
