@@ -75,7 +75,7 @@ def check_citations(answer: str, n_passages: int) -> tuple[str, list[int], list[
 
 
 # The same markers again right after a sentence's own ("… Islands [1]. [1]", a small model's habit).
-_ECHO = re.compile(r"((?:\[\d+\])+)([.!?。！？]?)[ \t]*\1(?!\d)")
+_ECHO = re.compile(r"((?:\[\d+\])+)([.!?。！？]?)[ \t]*\1")
 
 
 # --- post-hoc attribution ------------------------------------------------------------------------
