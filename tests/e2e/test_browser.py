@@ -30,9 +30,22 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
+def open_page(page, address: str) -> None:
+    """``page.goto``, again once should the app's own late navigation (a sign-out reload) abort it."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    try:
+        page.goto(address)
+    except PlaywrightError as exc:
+        if "ERR_ABORTED" not in str(exc):
+            raise
+        page.wait_for_load_state()
+        page.goto(address)
+
+
 def sign_in(page, url: str, user: str, path: str = "") -> None:
     """Open ``url/path`` in a new browser session (Streamlit sessions end on reload) and sign in."""
-    page.goto(f"{url}/{path}")
+    open_page(page, f"{url}/{path}")
     page.get_by_label("User name", exact=True).fill(user)
     page.get_by_label("Password", exact=True).fill(USERS[user])
     page.get_by_role("button", name="Sign in").click()
@@ -41,7 +54,7 @@ def sign_in(page, url: str, user: str, path: str = "") -> None:
         # Whether the reload after signing in keeps the address or lands on the default page depends on
         # timing (Streamlit may rewrite the address of the sign-in page first): open the page again, as a
         # user following the bookmark would; the session cookie makes it a signed-in visit.
-        page.goto(f"{url}/{path}")
+        open_page(page, f"{url}/{path}")
         page.get_by_text(f"{user} ·").wait_for()
 
 
@@ -55,7 +68,11 @@ def dismiss_page_not_found(page) -> None:
 
 
 def sign_out(page) -> None:
-    page.get_by_role("button", name="Sign out").click()
+    """Sign out and wait for the sign-in page's POST to /kb/sign-out (which deletes the cookie) and the
+    reload after it: a page opened before that reload would be aborted by it."""
+    with page.expect_response(lambda r: r.url.endswith("/kb/sign-out")):
+        page.get_by_role("button", name="Sign out").click()
+    page.wait_for_load_state()
     page.get_by_role("button", name="Sign in").wait_for()
 
 
