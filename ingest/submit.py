@@ -49,14 +49,14 @@ def _collection_id(container: IngestContext, name: str) -> int:
     """The collection's id, created if need be. Two uploads into a new collection at once (the browser sends
     a folder's files in parallel) both see it missing and both insert; the one that loses the unique name
     reads the winner's row in a fresh transaction instead of failing."""
-    for attempt in range(2):
-        try:
-            with container.sessions.begin() as s:
-                return accounts.ensure_collection(s, name).id
-        except IntegrityError:
-            if attempt:
-                raise
-    raise AssertionError("unreachable")
+    def ensure() -> int:
+        with container.sessions.begin() as s:
+            return accounts.ensure_collection(s, name).id
+
+    try:
+        return ensure()
+    except IntegrityError:  # lost the race: the winner's row is committed, the second try reads it
+        return ensure()
 
 
 def stored_name(container: IngestContext, source: str) -> str:
