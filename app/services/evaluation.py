@@ -24,6 +24,7 @@ from app.services.setup import init
 from app.settings import Settings
 from ingest.submit import submit_paths
 from ingest.worker import Worker
+from llm.prompt import strip_citations
 from retrieval.evaluate import doc_hits
 from retrieval.metrics import evaluate
 
@@ -170,9 +171,6 @@ def sample_questions(items: list[QaItem], n: int | None, seed: int) -> list[QaIt
     return chosen
 
 
-_CITATION = re.compile(r"[\[［【]\s*\d{1,3}(?:\s*[,，、-]\s*\d{1,3})*\s*[\]］】]")
-
-
 _ARTICLES = frozenset(("a", "an", "the"))
 
 
@@ -184,7 +182,7 @@ def normalize(text: str, lang: str) -> str:
     """Text as answers are compared: citation markers dropped, case folded, punctuation removed; spaces
     collapsed (English, and the articles a/an/the dropped as SQuAD's own script does) or removed (Chinese,
     where spacing is arbitrary)."""
-    text = _strip_punct(_CITATION.sub(" ", unicodedata.normalize("NFKC", text)).casefold())
+    text = _strip_punct(strip_citations(unicodedata.normalize("NFKC", text)).casefold())
     if lang == "zh":
         return "".join(text.split())
     return " ".join(w for w in text.split() if w not in _ARTICLES)

@@ -52,6 +52,8 @@ def test_answers_compare_normalised_and_whole_words():
     assert evaluation.contains_answer("THE  10TH\ncentury", ["10th century"], "en")
     assert not evaluation.contains_answer("about 100 years", ["10"], "en")  # whole words
     assert not evaluation.contains_answer("see [1]", ["1"], "en")  # citation markers are not answers
+    assert not evaluation.contains_answer("see [1, 2] and 【3】", ["2"], "en")  # nor the model's other forms
+    assert evaluation.contains_answer("in 1918[2] and 1919", ["1918 and 1919"], "en")
     # articles do not count, as in SQuAD's own script; the words still must be there
     assert evaluation.contains_answer("It is greater Southern California Megaregion.",
                                       ["the greater Southern California Megaregion"], "en")
