@@ -1,5 +1,5 @@
 """Grounded-prompt variants side by side: the same ingestion, the same questions, the same model, only the
-system prompt (and the worked example, when a variant has one) differs. Variants run one after the other
+system prompt, the worked example or the user message's layout differs. Variants run one after the other
 (each keeps its prompt prefix in llama.cpp's KV cache), so compare them on a quiet machine. Scored as
 `kb eval answers` scores (accuracy, unanswerable declined, false refusals, citations).
 
@@ -30,7 +30,8 @@ from app.services import qa  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from llm.types import ChatMessage  # noqa: E402
 
-CURRENT = {"SYSTEM_EN": prompt.SYSTEM_EN, "SYSTEM_ZH": prompt.SYSTEM_ZH, "EXAMPLES": {}}
+CURRENT = {"SYSTEM_EN": prompt.SYSTEM_EN, "SYSTEM_ZH": prompt.SYSTEM_ZH, "EXAMPLES": {},
+           "USER_MESSAGE": prompt._user_message}
 EXAMPLES: dict[str, tuple] = {}  # language -> worked example turns shown after the system message
 
 
@@ -89,17 +90,26 @@ DEMO_ZH = _demo(
     [("图书馆周六几点开馆？", "周六上午10:00开馆 [1]。"),
      ("访客一次可以借几本书？", "文档中没有找到答案。")], "问题：")
 
+def _question_around_sources(question, blocks, lang, placeholder=True):
+    """The question before the sources as well as after them, so a causal model reads the sources already
+    knowing what is asked ("Lost in the Middle", Liu et al. 2023: query-aware contextualization)."""
+    asked = f"{prompt._QUESTION_LABEL[lang]}{prompt.neutralize(question.strip())}\n\n"
+    return asked + CURRENT["USER_MESSAGE"](question, blocks, lang, placeholder)
+
+
 VARIANTS: dict[str, dict] = {
     "current": {},
     "extractive": {"SYSTEM_EN": EXTRACTIVE_EN, "SYSTEM_ZH": EXTRACTIVE_ZH},
     "example": {"SYSTEM_EN": EXTRACTIVE_EN, "SYSTEM_ZH": EXTRACTIVE_ZH,
                 "EXAMPLES": {"en": DEMO_EN, "zh": DEMO_ZH}},
+    "question-first": {"USER_MESSAGE": _question_around_sources},
 }
 
 
 def apply(name: str) -> None:
     chosen = {**CURRENT, **VARIANTS[name]}
     prompt.SYSTEM_EN, prompt.SYSTEM_ZH = chosen["SYSTEM_EN"], chosen["SYSTEM_ZH"]
+    prompt._user_message = chosen["USER_MESSAGE"]
     EXAMPLES.clear()
     EXAMPLES.update(chosen["EXAMPLES"])
 
