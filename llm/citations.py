@@ -118,7 +118,8 @@ def attribute_citations(answer: str, passages: list[str], min_overlap: float = 0
         out.append(answer[last:m.start()])
         last = m.end()
         grams = _grams(_content_words(sentence))
-        if _GROUP.search(sentence) or len(grams) < min_words:
+        # a marker written after the end punctuation ("… station? [1]") is this sentence's own
+        if _GROUP.search(sentence) or _GROUP.match(answer, m.end()) or len(grams) < min_words:
             out.append(sentence)
             continue
         best_n, best = 0, 0.0

@@ -49,6 +49,9 @@ def test_attribution_leaves_cited_short_and_unsupported_sentences_alone() -> Non
     passages = ["The archive opens at nine in the morning and closes at five."]
     for answer in ("The archive opens at nine [1].", "Yes.", "Penguins cannot fly at all, sadly."):
         assert attribute_citations(answer, passages) == (answer, [])
+    # a marker after the sentence's end punctuation is its citation, not the next sentence's
+    for answer in ("The archive opens at nine. [1]", "档案室早上九点开门？[1]"):
+        assert attribute_citations(answer, [*passages, "档案室早上九点开门。"]) == (answer, [])
 
 
 def test_markers_echoed_after_the_sentence_are_dropped() -> None:
