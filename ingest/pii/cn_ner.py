@@ -49,6 +49,10 @@ def is_postal(value: str) -> bool:
     return bool(POSTAL.search(value)) and not ROUTE.fullmatch(value.strip())
 
 
+# "嘉庆年间", "康熙元年": a reign title names an era (a date), never a private person.
+ERA_AFTER = re.compile(r"年间|元年|年号")
+
+
 @dataclass(frozen=True)
 class Span:
     type: str  # our entity type: PERSON or ADDRESS
@@ -248,13 +252,16 @@ def tag_text(text: str, tagger=None, char_min: float = CHAR_MIN) -> list[tuple[s
 
 
 def find(text: str, char_min: float = CHAR_MIN, span_min: float = SPAN_MIN, tagger=None) -> list[Span]:
-    """PERSON and ADDRESS spans in ``text``, trimmed of punctuation; one-character spans are dropped."""
+    """PERSON and ADDRESS spans in ``text``, trimmed of punctuation; one-character spans and reign titles
+    are dropped."""
     spans = []
     for label, s, e, score in tag_text(text, tagger, char_min):
         while s < e and not text[s].isalnum():
             s += 1
         while e > s and not text[e - 1].isalnum():
             e -= 1
+        if label == "PER" and ERA_AFTER.match(text, e):
+            continue
         if e - s >= 2 and score >= span_min:
             spans.append(Span(LABELS[label], s, e, round(score, 3)))
     return spans

@@ -77,6 +77,11 @@ def test_bus_and_metro_lines_are_not_addresses(scrubber) -> None:
     assert cn_ner.is_postal("中关村大街27号") and not cn_ner.is_postal("472路")
 
 
+def test_reign_titles_are_dates_not_people(scrubber) -> None:
+    text = "嘉庆年间，广东沿海屡受海贼骚扰；康熙元年，张伟的祖先迁居此地。"
+    assert _found(scrubber, text, "PERSON") == ["张伟"]
+
+
 def test_redacted_chinese_text_shows_person_placeholders(scrubber) -> None:
     result = scrubber.scrub("王建国昨天在会上说明了预算。")
     assert "王建国" not in result.text and "<PERSON>" in result.text
