@@ -267,7 +267,7 @@ def store(container, key: CacheKey | None, res) -> None:
         return
     if not res.refused and res.model != key.model:  # a failover pool answered with another member
         return
-    if getattr(res, "finish_reason", None) == "repetition":  # a loop the guard cut: let the next ask retry
+    if getattr(res, "finish_reason", None) in ("repetition", "echo"):  # a cut loop, the question echoed: retry
         return
     try:
         container.answer_cache.put(key, {

@@ -17,7 +17,7 @@ from app.services.caller import Caller, actor, operator
 from app.services.search import Passage, embedder_knows, hydrate, lexical_coverage
 from llm.citations import attribute_citations, check_citations
 from llm.condense import Condensed, condense, fallback_question
-from llm.prompt import build_messages, detect_language
+from llm.prompt import build_messages, detect_language, strip_citations
 from llm.reasoning import ReasoningSplitter
 from llm.types import ChatMessage, SourcePassage
 
@@ -26,6 +26,10 @@ MAX_QUESTION_CHARS = 4000
 EMPTY_ANSWER = {
     "en": "The model returned no answer text. Ask again, or rephrase the question.",
     "zh": "模型没有给出回答。请重试，或换一种问法。",
+}
+ECHOED_QUESTION = {
+    "en": "The model repeated the question instead of answering it. Read the sources, or rephrase the question.",
+    "zh": "模型只复述了问题，没有回答。请查看资料，或换一种问法。",
 }
 NO_BASIS = {
     "en": "I have no basis to answer this from the documents you can access.",
@@ -58,6 +62,16 @@ def declines(answer: str) -> bool:
     return any(p in text for p in (*NO_BASIS.values(), *NOT_IN_SOURCES.values())) or bool(_DECLINES.search(text))
 
 
+def _bare(text: str) -> str:
+    return "".join(ch for ch in strip_citations(text).casefold() if ch.isalnum())
+
+
+def echoes(answer: str, question: str) -> bool:
+    """Whether the answer is only the question again (its letters and digits, markers and punctuation aside)."""
+    bare = _bare(answer)
+    return bool(bare) and bare == _bare(question)
+
+
 @dataclass
 class Citation:
     n: int
@@ -86,7 +100,8 @@ class AskResult:
     audit_seq: int | None = None
     condensed: str | None = None  # the standalone question retrieval used (None: no history, none needed)
     condense_method: str = "none"  # none | standalone | model | fallback (see llm.condense)
-    finish_reason: str | None = None  # stop | length | repetition (the loop guard cut it) | None: no generation
+    # stop | length | repetition (the loop guard cut it) | echo (only the question again) | None: no generation
+    finish_reason: str | None = None
     repetition: dict[str, Any] | None = None  # what the loop guard cut, when it did
     cached_from: int | None = None  # audit seq of the answer this one repeats (app.services.answer_cache)
 
@@ -349,6 +364,9 @@ def _generate(container, res: AskResult, s_llm, t0: float, history: list[ChatMes
     if not splitter.answer.strip():
         res.answer = EMPTY_ANSWER[detect_language(res.question)]
         yield Event("answer", res.answer)
+        return
+    if echoes(splitter.answer, res.question):  # a small model's habit; shown as an answer it reads as one
+        res.answer, res.finish_reason = ECHOED_QUESTION[detect_language(res.question)], "echo"
         return
     res.answer, cited, res.invalid_citations = check_citations(splitter.answer.strip(), len(res.passages))
     res.answer, attributed = attribute_citations(res.answer, [p.text for p in res.passages])

@@ -197,3 +197,16 @@ def test_an_empty_answer_is_replaced_by_a_message(kb, monkeypatch):
     monkeypatch.setattr(type(kb.generator), "stream", lambda *_a, **_k: AnswerStream(iter(()), None))
     res = qa.ask_blocking(kb, qa.caller_for(kb, None, "cli"), "How many days of paid annual leave per year?")
     assert res.answer == qa.EMPTY_ANSWER["en"] and not res.citations
+
+
+def test_an_answer_that_only_repeats_the_question_is_replaced_by_a_message(kb, monkeypatch):
+    from llm.repetition import AnswerStream
+
+    question = "How many days of paid annual leave per year?"
+    echo = ["How many days of paid ", "annual leave per year [1]?"]
+    monkeypatch.setattr(type(kb.generator), "stream", lambda *_a, **_k: AnswerStream(iter(echo), None))
+    res = qa.ask_blocking(kb, qa.caller_for(kb, None, "cli"), question)
+    assert res.answer == qa.ECHOED_QUESTION["en"] and not res.citations and res.finish_reason == "echo"
+    assert qa.echoes("东京迪士尼度假区的假区线被称为什么 [1]？", "东京迪士尼度假区的假区线被称为什么?")
+    assert not qa.echoes("The Resort Liner.", "What is the Resort Liner called?")  # an answer in its words
+    assert qa.echoes("What is the line called? [1]", "what is the line called")
