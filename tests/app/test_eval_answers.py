@@ -109,14 +109,19 @@ def test_refusal_reason_names_only_the_gates_that_applied():
     assert why == "No passages were found in the collections you can read."
 
 
-def test_a_question_that_passes_the_gate_gets_every_passage_found():
-    """Either signal lets a question through; the model then sees the ranking, weak passages included."""
-    r = RetrievalSettings()
-    found = [_passage("The boiling point of liquid nitrogen is minus 196 degrees.", 0.12), _passage("other", 0.01)]
-    kept, why = qa._relevant(found, "What is the boiling point of liquid nitrogen?", r)
-    assert kept == found and why is None
+def test_a_question_that_passes_the_gate_gets_the_passages_about_it():
+    """Either signal lets a question through; the model then sees the ranking, weak passages included, but not
+    a filler about nothing in the question (another language, another topic)."""
+    r = RetrievalSettings()  # MiniLM's similarity gate: 0.25
+    question = "What is the boiling point of liquid nitrogen?"
+    first = _passage("The boiling point of liquid nitrogen is minus 196 degrees.", 0.12)
+    shares_a_word = _passage("Nitrogen makes up most of the air.", 0.05)
+    similar = _passage("Cryogenic fluids are kept in insulated flasks.", 0.13)  # half the gate or more
+    filler = _passage("员工出差后须在十个工作日内提交报销申请。", 0.01)
+    kept, why = qa._relevant([first, filler, shares_a_word, similar], question, r)
+    assert kept == [first, shares_a_word, similar] and why is None
     found = [_passage("unrelated words", 0.31), _passage("more", 0.02)]
-    assert qa._relevant(found, "What is the boiling point of liquid nitrogen?", r) == (found, None)
+    assert qa._relevant(found, question, r) == (found[:1], None)  # the first passage is always given
 
 
 # --- the real thing, small ---------------------------------------------------------------------------------
