@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import re
 import shutil
 import threading
 import time
@@ -13,6 +12,7 @@ from llm.gguf_meta import read_header
 from llm.llamacpp import LlamaCppGenerator, gpu_offload_available
 from llm.models import ModelInfo, ModelIntegrityError
 from llm.prompt import build_messages, neutralize
+from llm.repetition import _LEAD
 from llm.sampling import Sampling
 from llm.types import ChatMessage, SourcePassage
 
@@ -164,7 +164,7 @@ def test_a_real_loop_is_cut_to_one_copy(smollm2: ModelInfo) -> None:
     assert stream.repetition is not None and stream.repetition.copies >= 3
     # Which sentence it repeats depends on the CPU's arithmetic; the unit is the last copy as written, and the
     # guard compares copies without their list numbers ("1. 说明：X", "2. 说明：X"), so neither does this check.
-    unit = re.sub(r"^(?:\d{1,3}|[a-zA-Z])[.)、．]\s*", "", stream.repetition.unit.strip())
+    unit = _LEAD.sub("", stream.repetition.unit.strip(), count=1)
     assert unit and answer.count(unit) == 1, (stream.repetition, answer)  # one copy of it kept
     assert stream.generated.startswith(answer) and len(stream.generated) > len(answer)
     # the model is free for the next question
