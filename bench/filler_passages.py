@@ -31,7 +31,7 @@ from app.services.search import hydrate  # noqa: E402
 from app.settings import Settings  # noqa: E402
 
 
-def _sample(path: Path, n: int, max_paragraphs: int, seed: int, prefix: str):
+def sample(path: Path, n: int, max_paragraphs: int, seed: int, prefix: str):
     """Up to ``n`` answerable questions whose paragraphs number at most ``max_paragraphs``, and those paragraphs
     (ids prefixed, so two sets share one index)."""
     qa_set = ev.load_squad(path)
@@ -61,8 +61,8 @@ def main() -> None:
     args = ap.parse_args()
     settings = Settings()
     settings = settings.model_copy(update={"llm": ev.resolve_models(settings, [])[0].llm})
-    sets = {"en": _sample(args.squad, args.n, args.en_paragraphs, args.seed, "en-"),
-            "zh": _sample(args.cmrc, args.n, args.zh_paragraphs, args.seed, "zh-")}
+    sets = {"en": sample(args.squad, args.n, args.en_paragraphs, args.seed, "en-"),
+            "zh": sample(args.cmrc, args.n, args.zh_paragraphs, args.seed, "zh-")}
     corpus = {**sets["en"][1], **sets["zh"][1]}
     k = settings.retrieval.top_k
     report = {}

@@ -17,13 +17,11 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from app.text import split_sentences
 from ingest.types import Section
 
 TokenSpans = Callable[[str], list[tuple[int, int]]]
 
-# A sentence ends after CJK terminators (no space needed), or after . ! ? followed by white space,
-# or at a blank line.
-_SENTENCE_END = re.compile(r"(?<=[。！？；!?])\s*|(?<=[.!?][\"')\]”’])\s+|(?<=[.!?])\s+|\n\s*\n")
 # A Markdown table: a header row, the separator row, then body rows; each line starts and ends with a pipe.
 _TABLE = re.compile(r"(?m)^(\|[^\n]*\|)[ \t]*\n(\|[ \t:|-]*-[ \t:|-]*\|)[ \t]*(?:\n|$)((?:\|[^\n]*\|[ \t]*(?:\n|$))*)")
 
@@ -45,19 +43,6 @@ class _Unit:
     where: tuple[int | None, str | None, str | None]
     header: str | None = None  # a table row: its table's header and separator lines
     header_tokens: int = 0
-
-
-def split_sentences(text: str) -> list[tuple[int, int]]:
-    """Character spans of sentences (white space between them dropped)."""
-    spans, start = [], 0
-    for m in _SENTENCE_END.finditer(text):
-        end = m.start()
-        if end > start and text[start:end].strip():
-            spans.append((start, end))
-        start = m.end()
-    if start < len(text) and text[start:].strip():
-        spans.append((start, len(text)))
-    return spans
 
 
 def _pieces(text: str) -> Iterable[tuple[int, int, tuple[int, int] | None]]:

@@ -336,6 +336,9 @@ def run_answers(settings: Settings, qa_set: QaSet, models: list[str] | None = No
     if not chosen:
         raise KbError(f"{qa_set.name} has no questions.")
     under_test = resolve_models(settings, list(models or []))
+    for m in under_test:  # a sampling seed, so two runs of the same code give the same answers
+        if m.llm.seed is None:
+            m.llm = m.llm.model_copy(update={"seed": seed})
     corpus = qa_set.paragraphs
     if max_paragraphs is not None and max_paragraphs < len(corpus):
         keep = dict.fromkeys(q.paragraph for q in chosen)

@@ -14,9 +14,10 @@ from app import accounts, audit
 from app.errors import KbError
 from app.services import answer_cache
 from app.services.caller import Caller, actor, operator
-from app.services.search import Passage, embedder_knows, hydrate, lexical_coverage
+from app.services.search import Passage, embedder_knows, hydrate, lexical_coverage, search_terms
 from llm.citations import attribute_citations, check_citations
 from llm.condense import Condensed, condense, fallback_question
+from llm.focus import focus_passages
 from llm.prompt import build_messages, detect_language, strip_citations
 from llm.reasoning import ReasoningSplitter
 from llm.types import ChatMessage, SourcePassage
@@ -337,15 +338,27 @@ def _relevant(passages: list[Passage], question: str, r) -> tuple[list[Passage],
                      f"(best: {words}).")
 
 
+def prompt_for(container, res: AskResult, history: list[ChatMessage] | None = None) -> list[ChatMessage]:
+    """The messages the model gets for ``res``'s question and passages; ``res.passages`` is cut to those the
+    context window holds."""
+    gen, s_llm = container.generator, container.settings.llm
+    # the model reads each passage's sentences about the question (what was searched for); people see it whole
+    texts = focus_passages(res.condensed or res.question, [p.text for p in res.passages], search_terms,
+                           gen.count_tokens, s_llm.passage_tokens, s_llm.first_passage_tokens)
+    sources = [SourcePassage(n=i + 1, text=t, title=p.title or p.source, source=p.source, page=p.page,
+                             sheet=p.sheet, heading=p.heading)
+               for i, (p, t) in enumerate(zip(res.passages, texts, strict=True))]
+    messages, used = build_messages(res.question, sources, gen.count_tokens, gen.context_window, s_llm.max_tokens,
+                                    history=history or ())
+    res.passages = res.passages[: len(used)]
+    return messages
+
+
 def _generate(container, res: AskResult, s_llm, t0: float, history: list[ChatMessage] | None = None
               ) -> Iterator[Event]:
     gen = container.generator
     res.model, res.model_sha256 = gen.model_name, gen.model_sha256
-    sources = [SourcePassage(n=i + 1, text=p.text, title=p.title or p.source, source=p.source, page=p.page,
-                             sheet=p.sheet, heading=p.heading) for i, p in enumerate(res.passages)]
-    messages, used = build_messages(res.question, sources, gen.count_tokens, gen.context_window, s_llm.max_tokens,
-                                    history=history or ())
-    res.passages = res.passages[: len(used)]
+    messages = prompt_for(container, res, history)
     splitter = ReasoningSplitter(gen.think_prefilled)
     t_gen = time.perf_counter()
     first = None

@@ -556,6 +556,11 @@ def embedder_knows(r, text: str) -> bool:
     return detect_language(text) in (r.embedder_languages or ["en"])
 
 
+def search_terms(text: str) -> list[str]:
+    """The terms BM25 indexes for ``text`` (stemmed English words, Chinese words)."""
+    return _tokenizer()(text)
+
+
 def lexical_coverage(query: str, passage: str) -> float:
     """Share of the query's distinct search terms that occur in the passage."""
     tok = _tokenizer()

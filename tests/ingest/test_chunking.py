@@ -2,7 +2,8 @@ import re
 
 import pytest
 
-from ingest.chunking import chunk_sections, split_sentences
+from app.text import split_sentences
+from ingest.chunking import chunk_sections
 from ingest.types import Section
 
 
