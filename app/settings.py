@@ -246,11 +246,11 @@ class LlmSettings(BaseModel):
     )
     n_batch: int = Field(512, description="Prompt tokens llama.cpp evaluates per batch.")
     passage_tokens: int = Field(
-        0, description="Prompt tokens per retrieved passage: longer passages are focused to the sentences sharing "
+        80, description="Prompt tokens per retrieved passage: longer passages are focused to the sentences sharing "
         "the question's terms and their neighbours (llm/focus.py); 0 = whole passages. The person asking still "
-        "sees the whole passage.")
+        "sees the whole passage. 80 halves the first-token time on a CPU (docs/benchmarks.md).")
     first_passage_tokens: int = Field(
-        0, description="The same budget for the best-ranked passage (0: llm.passage_tokens).")
+        160, description="The same budget for the best-ranked passage (0: llm.passage_tokens).")
     max_tokens: int = Field(384, description="Most tokens generated per answer (answers are meant to be short).")
     temperature: float = Field(0.2, description="Sampling temperature.")
     top_p: float = Field(0.95, description="Nucleus sampling: keep the likeliest tokens up to this total probability.")

@@ -84,7 +84,9 @@ def _row(cells: list[str], widths: list[int]) -> str:
 @click.option("--cmrc", "cmrc", type=click.Path(exists=True, path_type=Path),
               help="CMRC2018 file in SQuAD format (or its folder: the dev file is used).")
 @click.option("--n", "n", type=click.IntRange(min=1), help="Questions to ask (stratified sample); default all.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the question sample.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the question sample, and of the model's sampling unless llm.seed is set (a rerun gives "
+              "the same answers).")
 @click.option("--model", "models", multiple=True,
               help="Model to answer with: a name from `kb models list` or a GGUF path. Repeat to compare "
               "models side by side over one ingestion. Default: the configured model.")
