@@ -210,3 +210,33 @@ def test_an_answer_that_only_repeats_the_question_is_replaced_by_a_message(kb, m
     assert qa.echoes("东京迪士尼度假区的假区线被称为什么 [1]？", "东京迪士尼度假区的假区线被称为什么?")
     assert not qa.echoes("The Resort Liner.", "What is the Resort Liner called?")  # an answer in its words
     assert qa.echoes("What is the line called? [1]", "what is the line called")
+
+
+def test_the_model_reads_the_sentences_about_the_question_and_the_user_sees_the_whole_passage(kb, monkeypatch,
+                                                                                            tmp_path):
+    from llm.repetition import AnswerStream
+
+    filler = " ".join(f"Section {i} of the handbook describes the history of the office building in detail."
+                      for i in range(12))
+    folder = tmp_path / "handbook"
+    folder.mkdir()
+    (folder / "handbook.md").write_text("# Staff handbook\n\n" + filler +
+                                        " The staff car park closes at 22:00 on weekdays. " + filler)
+    list(submit_paths(kb, [folder], "handbook"))
+    Worker(kb).run_once()
+    seen: list = []
+
+    def stream(_self, messages, *_a, **_k):
+        seen.append(messages)
+        return AnswerStream(iter(["It closes at 22:00 [1]."]), None)
+
+    monkeypatch.setattr(type(kb.generator), "stream", stream)
+    res = qa.ask_blocking(kb, qa.caller_for(kb, None, "cli"), "When does the staff car park close on weekdays?")
+    assert res.passages[0].source.endswith("handbook.md")
+    prompt = seen[0][-1].content
+    first = prompt.split('<source id="1"', 1)[1].split("</source>", 1)[0]
+    assert "The staff car park closes at 22:00 on weekdays." in first
+    assert "…" in first and first.count("Section") < res.passages[0].text.count("Section")
+    assert "The staff car park closes at 22:00 on weekdays." in res.passages[0].text  # shown whole
+    assert kb.generator.count_tokens(prompt) < sum(kb.generator.count_tokens(p.text) for p in res.passages)
+    assert res.citations and res.citations[0].source.endswith("handbook.md")
