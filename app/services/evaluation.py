@@ -279,6 +279,8 @@ def _ask_one(c: Container, caller, item: QaItem, lang: str) -> dict:
                         if item.answerable and cited_text else None),
         "gold_retrieved": (any(contains_answer(p.text, item.answers, lang) for p in res.passages)
                            if item.answerable else None),
+        "gold_read": (any(contains_answer(t, item.answers, lang) for t in res.read)
+                      if item.answerable and not res.refused else None),
         "top_dense": max((p.dense_score for p in res.passages if p.dense_score is not None), default=None),
         "repeated": not res.refused and repeats_itself(res.answer, getattr(res, "finish_reason", None)),
         "sources_ms": round(sources_ms, 1) if sources_ms is not None else None,
@@ -304,6 +306,7 @@ def summarize(rows: list[dict]) -> dict:
         "false_refusals_by_gate": _rate(sum(r["refused_by_gate"] for r in ans), len(ans)),
         "false_refusals_by_model": _rate(sum(r["declined_by_model"] for r in ans), len(ans)),
         "gold_retrieved": _rate(sum(bool(r["gold_retrieved"]) for r in ans), len(ans)),
+        "gold_read": _rate(sum(bool(r["gold_read"]) for r in ans), len(ans)),
         "unanswerable_declined": _rate(sum(r["declined"] for r in una), len(una)),
         "unanswerable_declined_by_gate": _rate(sum(r["refused_by_gate"] for r in una), len(una)),
         "citation_correct": _rate(sum(bool(r["citation_ok"]) for r in answered_cited), len(answered_cited)),

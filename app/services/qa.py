@@ -94,6 +94,7 @@ class AskResult:
     invalid_citations: list[int] = field(default_factory=list)
     attributed: list[int] = field(default_factory=list)  # cited by kb's check, not written by the model
     passages: list[Passage] = field(default_factory=list)
+    read: list[str] = field(default_factory=list)  # what the model read of each passage (focused, truncated)
     timings: dict[str, float | None] = field(default_factory=dict)
     tokens: int = 0
     model: str | None = None
@@ -350,7 +351,7 @@ def prompt_for(container, res: AskResult, history: list[ChatMessage] | None = No
                for i, (p, t) in enumerate(zip(res.passages, texts, strict=True))]
     messages, used = build_messages(res.question, sources, gen.count_tokens, gen.context_window, s_llm.max_tokens,
                                     history=history or ())
-    res.passages = res.passages[: len(used)]
+    res.passages, res.read = res.passages[: len(used)], [p.text for p in used]
     return messages
 
 

@@ -141,6 +141,7 @@ def test_eval_answers_runs_end_to_end_with_the_small_model(tmp_path, smollm2):
     for key in ("accuracy", "false_refusals", "unanswerable_declined"):
         assert 0.0 <= m[key] <= 1.0, key
     assert m["gold_retrieved"] == 1.0  # every gold answer is in a passage the question retrieved
+    assert m["gold_read"] <= m["gold_retrieved"]  # and what the model read of them is a part
     assert m["citation_correct"] is None or 0.0 <= m["citation_correct"] <= 1.0
     assert isinstance(m["repeated"], int)
     assert m["sources_ms"]["p50"] > 0
