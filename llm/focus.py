@@ -36,7 +36,7 @@ def focus_passages(question: str, texts: Sequence[str], terms: Terms, count: Tok
     if budget <= 0:
         return list(texts)
     q = set(terms(question))
-    split = [[(a, b) for a, b in split_sentences(t)] for t in texts]
+    split = [split_sentences(t) for t in texts]
     bags = [[set(terms(t[a:b])) for a, b in spans] for t, spans in zip(texts, split, strict=True)]
     weights = _weights(q, [s for b in bags for s in b])
     out = []
