@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.services import qa  # noqa: E402
 from app.services.container import Container  # noqa: E402
-from app.services.evaluation import write_corpus  # noqa: E402
+from app.services.evaluation import _eval_settings, write_corpus  # noqa: E402
 from app.services.setup import init  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from ingest.submit import submit_paths  # noqa: E402
@@ -101,7 +101,7 @@ def main() -> None:
     report: dict = {"machine": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                     "documents": len(corpus), "models": {}}
     with tempfile.TemporaryDirectory(prefix="kb-bench-") as tmp:
-        base = Settings(data_dir=Path(tmp) / "data", database={"url": None})
+        base = _eval_settings(Settings(), Path(tmp))  # as `kb eval answers`: a throw-away kb, the real embedder
         c = Container(base)
         init(c, "admin", "bench-admin-password")
         write_corpus(corpus, Path(tmp) / "corpus")
@@ -115,7 +115,7 @@ def main() -> None:
             list(mc.generator.stream([ChatMessage("user", "Hello")], 4, 0.0))  # loaded outside the timings
             containers[path.stem] = mc
         caller = qa.caller_for(c, None, "api")
-        qa.ask_blocking(c, caller, asked[0])  # warm: index built, query path compiled
+        qa.ask_blocking(next(iter(containers.values())), caller, asked[0])  # warm: index built, query path compiled
         rows: dict[str, dict[str, list[dict]]] = {m: {"idle": [], "ingesting": []} for m in containers}
         for q in idle_qs:
             for m, mc in containers.items():
