@@ -103,7 +103,7 @@ def _open_tag(p: SourcePassage) -> str:
         attrs.append(f'title="{_attr(p.title)}"')
     if p.source and p.source != p.title:
         attrs.append(f'file="{_attr(p.source)}"')
-    if p.location:
+    if p.location and p.location != p.title:  # a first section's heading is often the title again
         attrs.append(f'location="{_attr(p.location)}"')
     return "<source " + " ".join(attrs) + ">"
 

@@ -227,3 +227,12 @@ def test_strip_citations() -> None:
     assert strip_citations("25 days [1]. Also March [2, 3][4-5]; see 【6】 and ［7，8］.") == \
         "25 days. Also March; see and."
     assert strip_citations("Room [A] and list [x]") == "Room [A] and list [x]"
+
+
+def test_a_heading_that_repeats_the_title_is_not_sent_twice():
+    from llm.prompt import render_passage
+
+    same = SourcePassage(n=1, text="Body.", title="Staff handbook", source="hr/handbook.md", heading="Staff handbook")
+    other = SourcePassage(n=2, text="Body.", title="Staff handbook", source="hr/handbook.md", page=3, heading="Parking")
+    assert 'location=' not in render_passage(same).splitlines()[0]
+    assert 'location="page 3, Parking"' in render_passage(other).splitlines()[0]
