@@ -251,6 +251,9 @@ class LlmSettings(BaseModel):
         "sees the whole passage. 80 halves the first-token time on a CPU (docs/benchmarks.md).")
     first_passage_tokens: int = Field(
         160, description="The same budget for the best-ranked passage (0: llm.passage_tokens).")
+    best_passage_last: bool = Field(
+        False, description="Show the passages in reverse rank order, the best one next to the question (numbers "
+        "unchanged).")
     max_tokens: int = Field(384, description="Most tokens generated per answer (answers are meant to be short).")
     temperature: float = Field(0.2, description="Sampling temperature.")
     top_p: float = Field(0.95, description="Nucleus sampling: keep the likeliest tokens up to this total probability.")

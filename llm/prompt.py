@@ -151,6 +151,7 @@ def build_messages(
     language: Language | None = None,
     template_overhead: int = TEMPLATE_OVERHEAD_TOKENS,
     history: Sequence[ChatMessage] = (),
+    best_last: bool = False,
 ) -> tuple[list[ChatMessage], list[SourcePassage]]:
     """Build the chat messages for a grounded answer.
 
@@ -163,6 +164,9 @@ def build_messages(
     ``history`` (earlier user/assistant turns, oldest first) goes between the system message and the
     question, in whatever room the passages leave: passages come first, then the most recent complete
     user/assistant pairs, oldest dropped first. Earlier answers lose their [n] markers.
+
+    ``best_last`` shows the kept passages in reverse rank order, the best one next to the question (their
+    numbers stay): small models weigh what they read last.
     """
     numbers = [p.n for p in passages]
     if len(set(numbers)) != len(numbers):
@@ -206,7 +210,7 @@ def build_messages(
     messages = [
         ChatMessage("system", system),
         *fit_history(history, token_counter, budget),
-        ChatMessage("user", _user_message(question, blocks, lang)),
+        ChatMessage("user", _user_message(question, blocks[::-1] if best_last else blocks, lang)),
     ]
     return messages, used
 

@@ -350,7 +350,7 @@ def prompt_for(container, res: AskResult, history: list[ChatMessage] | None = No
                              sheet=p.sheet, heading=p.heading)
                for i, (p, t) in enumerate(zip(res.passages, texts, strict=True))]
     messages, used = build_messages(res.question, sources, gen.count_tokens, gen.context_window, s_llm.max_tokens,
-                                    history=history or ())
+                                    history=history or (), best_last=s_llm.best_passage_last)
     res.passages, res.read = res.passages[: len(used)], [p.text for p in used]
     return messages
 

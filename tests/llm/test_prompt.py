@@ -236,3 +236,16 @@ def test_a_heading_that_repeats_the_title_is_not_sent_twice():
     other = SourcePassage(n=2, text="Body.", title="Staff handbook", source="hr/handbook.md", page=3, heading="Parking")
     assert 'location=' not in render_passage(same).splitlines()[0]
     assert 'location="page 3, Parking"' in render_passage(other).splitlines()[0]
+
+
+def test_best_last_puts_the_best_passage_next_to_the_question_and_keeps_its_number():
+    from llm.prompt import build_messages
+
+    passages = [SourcePassage(n=i, text=f"Fact number {i}.", title=f"Doc {i}", source=f"d{i}.md") for i in (1, 2, 3)]
+    count = lambda t: len(t.split())  # noqa: E731
+    (_, user), used = build_messages("Which fact?", passages, count, 4096, 100, best_last=True)
+    assert [p.n for p in used] == [1, 2, 3]
+    assert user.content.index('id="3"') < user.content.index('id="2"') < user.content.index('id="1"')
+    assert user.content.index('id="1"') < user.content.index("Which fact?")
+    (_, plain), _ = build_messages("Which fact?", passages, count, 4096, 100)
+    assert plain.content.index('id="1"') < plain.content.index('id="3"')
