@@ -28,7 +28,6 @@ import numpy as np  # noqa: E402
 
 from app.services import evaluation as ev  # noqa: E402
 from app.services import qa  # noqa: E402
-from app.services.search import hydrate  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from llm.prompt import detect_language  # noqa: E402
 
@@ -79,14 +78,7 @@ def main() -> None:
     settings = settings.model_copy(update={"llm": ev.resolve_models(settings, [])[0].llm})
     qa_set = ev.load_squad(args.set)
     chosen = ev.sample_questions(qa_set.items, args.n, args.seed)
-    corpus = qa_set.paragraphs
-    if args.paragraphs:
-        keep = dict.fromkeys(q.paragraph for q in chosen)
-        for pid in corpus:
-            if len(keep) >= args.paragraphs:
-                break
-            keep.setdefault(pid, None)
-        corpus = {p: corpus[p] for p in keep}
+    corpus = ev.paragraphs_for(qa_set, chosen, args.paragraphs)
     rows = []
     with tempfile.TemporaryDirectory(prefix="kb-probe-") as tmp:
         c, _chunks, _worker, ingest_s = ev._ingest(settings, corpus, Path(tmp), None)
@@ -95,9 +87,7 @@ def main() -> None:
         for i, q in enumerate(chosen):
             lang = detect_language(q.question)
             res = qa.AskResult(question=q.question)
-            with c.sessions() as s:
-                res.passages = hydrate(c, s, c.search_index.search(q.question, c.settings.retrieval.top_k, None))
-            res.passages, _why = qa._relevant(res.passages, q.question, c.settings.retrieval)
+            _ranked, res.passages = ev.gated_passages(c, q.question)
             if not res.passages:
                 rows.append({"answerable": q.answerable, "gated": True})
                 continue

@@ -26,8 +26,6 @@ sys.path.insert(0, str(ROOT))
 os.environ["KB_CACHE__ANSWERS"] = "false"
 
 from app.services import evaluation as ev  # noqa: E402
-from app.services import qa  # noqa: E402
-from app.services.search import hydrate  # noqa: E402
 from app.settings import Settings  # noqa: E402
 
 
@@ -73,10 +71,7 @@ def main() -> None:
             row = {"questions": len(questions), "gated": 0, "ranked": 0, "given": 0, "with_filler": 0,
                    "gold_ranked": 0, "gold_given": 0}
             for q in questions:
-                hits = c.search_index.search(q.question, k, None)
-                with c.sessions() as s:
-                    ranked = hydrate(c, s, hits)
-                given, _why = qa._relevant(ranked, q.question, c.settings.retrieval)
+                ranked, given = ev.gated_passages(c, q.question)
                 if not given:
                     row["gated"] += 1
                     continue

@@ -26,8 +26,7 @@ os.environ["KB_CACHE__ANSWERS"] = "false"
 from filler_passages import sample  # noqa: E402
 
 from app.services import evaluation as ev  # noqa: E402
-from app.services import qa  # noqa: E402
-from app.services.search import _tokenizer, hydrate  # noqa: E402
+from app.services.search import search_terms  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from llm.focus import focus_passages  # noqa: E402
 from llm.prompt import detect_language  # noqa: E402
@@ -54,7 +53,6 @@ def main() -> None:
     def count(text: str) -> int:
         return len(vocab.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
-    terms = _tokenizer()
     k = settings.retrieval.top_k
     rows = {b: {"gold": 0, "gold_top": 0, "tokens": []} for b in budgets}
     asked = 0
@@ -63,14 +61,12 @@ def main() -> None:
         print(f"ingested {len(corpus)} paragraphs in {ingest_s:.0f} s", file=sys.stderr)
         for q in questions:
             lang = detect_language(q.question)
-            with c.sessions() as s:
-                ranked = hydrate(c, s, c.search_index.search(q.question, k, None))
-            given, _why = qa._relevant(ranked, q.question, c.settings.retrieval)
+            _ranked, given = ev.gated_passages(c, q.question)
             if not given:
                 continue
             asked += 1
             for b in budgets:
-                texts = focus_passages(q.question, [p.text for p in given], terms, count, b, int(b * args.first))
+                texts = focus_passages(q.question, [p.text for p in given], search_terms, count, b, int(b * args.first))
                 r = rows[b]
                 r["gold"] += any(ev.contains_answer(t, q.answers, lang) for t in texts)
                 r["gold_top"] += ev.contains_answer(texts[0], q.answers, lang)

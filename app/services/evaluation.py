@@ -254,6 +254,32 @@ def resolve_models(settings: Settings, models: list[str]) -> list[ModelUnderTest
     return out
 
 
+def paragraphs_for(qa_set: QaSet, chosen: list[QaItem], max_paragraphs: int | None) -> dict[str, dict[str, str]]:
+    """The set's paragraphs, or (``max_paragraphs``) the chosen questions' ones plus others in the set's order up to
+    that many."""
+    corpus = qa_set.paragraphs
+    if max_paragraphs is None or max_paragraphs >= len(corpus):
+        return corpus
+    keep = dict.fromkeys(q.paragraph for q in chosen)
+    for pid in corpus:
+        if len(keep) >= max_paragraphs:
+            break
+        keep.setdefault(pid, None)
+    return {pid: corpus[pid] for pid in corpus if pid in keep}
+
+
+def gated_passages(c: Container, question: str) -> tuple[list, list]:
+    """The passages ``question`` retrieves as `kb ask` searches it (top_k, every collection), and those the
+    relevance gate gives the model (none: the gate refuses it). For benchmarks of the steps after retrieval."""
+    from app.services import qa
+    from app.services.search import hydrate
+
+    with c.sessions() as s:
+        ranked = hydrate(c, s, c.search_index.search(question, c.settings.retrieval.top_k, None))
+    given, _why = qa._relevant(ranked, question, c.settings.retrieval)
+    return ranked, given
+
+
 def _ask_one(c: Container, caller, item: QaItem, lang: str) -> dict:
     from app.services import qa
 
@@ -342,14 +368,7 @@ def run_answers(settings: Settings, qa_set: QaSet, models: list[str] | None = No
     for m in under_test:  # a sampling seed, so two runs of the same code give the same answers
         if m.llm.seed is None:
             m.llm = m.llm.model_copy(update={"seed": seed})
-    corpus = qa_set.paragraphs
-    if max_paragraphs is not None and max_paragraphs < len(corpus):
-        keep = dict.fromkeys(q.paragraph for q in chosen)
-        for pid in corpus:
-            if len(keep) >= max_paragraphs:
-                break
-            keep.setdefault(pid, None)
-        corpus = {pid: corpus[pid] for pid in corpus if pid in keep}
+    corpus = paragraphs_for(qa_set, chosen, max_paragraphs)
     lang = detect_language(" ".join(q.question for q in chosen[:20]))
     with tempfile.TemporaryDirectory(prefix="kb-eval-") as tmp:
         c, chunk_to_doc, worker, ingest_s = _ingest(settings, corpus, Path(tmp), progress)

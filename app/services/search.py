@@ -563,9 +563,8 @@ def search_terms(text: str) -> list[str]:
 
 def lexical_coverage(query: str, passage: str) -> float:
     """Share of the query's distinct search terms that occur in the passage."""
-    tok = _tokenizer()
-    terms = set(tok(query))
-    return len(terms & set(tok(passage))) / len(terms) if terms else 0.0
+    terms = set(search_terms(query))
+    return len(terms & set(search_terms(passage))) / len(terms) if terms else 0.0
 
 
 @functools.cache
