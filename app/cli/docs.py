@@ -7,6 +7,7 @@ import signal
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 
@@ -123,13 +124,48 @@ def worker(ctx: Ctx, once: bool) -> None:
         n = w.run_once()
         click.echo(f"processed {n} document(s)")
         return
-    signal.signal(signal.SIGTERM, lambda *_: w.stop.set())
     click.echo(f"worker {w.name} waiting for jobs (Ctrl-C to stop)")
-    try:
-        w.run_forever()
-    except KeyboardInterrupt:
-        w.stop.set()
+    _run_until_signalled(w.run_forever, w.stop)
     click.echo("worker stopped")
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _run_until_signalled(loop: Callable[[], None], stop: threading.Event) -> None:
+    """Run ``loop`` in a thread until it returns; Ctrl-C or SIGTERM sets ``stop`` (the loop finishes its
+    batch), a second Ctrl-C exits at once (leases expire, another worker picks the jobs up again).
+
+    The handler only notes the signal and this thread sets ``stop``: a handler runs between any two
+    bytecodes of the main thread, and one that set the Event while the main thread was inside that
+    Event's own lock (Ctrl-C, then kb serve's SIGTERM a moment later) deadlocked the worker until it
+    was killed."""
+    received: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, _frame: received.append(signum)) for s in STOP_SIGNALS}
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            loop()
+        except BaseException as exc:  # raised here, in the main thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name="kb-worker-loop", daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(0.2)
+            if received.count(signal.SIGINT) > 1:  # SIGTERM (kb serve's, after the same Ctrl-C) never is
+                click.echo("worker stopped at once (its unfinished jobs are picked up again)", err=True)
+                os._exit(130)
+            if received and not stop.is_set():
+                stop.set()
+                click.echo("worker stopping after the current batch (Ctrl-C again to stop at once)", err=True)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if failure:
+        raise failure[0]
 
 
 def _lower_priority(nice: int) -> None:

@@ -92,3 +92,33 @@ def test_kill_9_leaves_no_orphans_and_a_restart_works(tmp_path):
     finally:
         if first.poll() is None:
             os.killpg(first.pid, signal.SIGKILL)
+
+
+def _worker(data) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "app", "worker"], env=_env(data), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert "waiting for jobs" in proc.stdout.readline()
+    return proc
+
+
+def test_worker_stops_cleanly_on_ctrl_c_followed_at_once_by_sigterm(tmp_path):
+    """What kb serve does on Ctrl-C: the terminal's SIGINT and kb serve's SIGTERM a moment later. A
+    handler that set the stop Event itself could deadlock inside that Event's lock (a flaky 15 s hang)."""
+    data = _initialised(tmp_path / "data")
+    for _ in range(5):
+        proc = _worker(data)
+        time.sleep(0.3)
+        os.kill(proc.pid, signal.SIGINT)
+        os.kill(proc.pid, signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+        assert proc.returncode == 0 and "worker stopped" in out, out
+
+
+def test_a_second_ctrl_c_stops_the_worker_at_once(tmp_path):
+    proc = _worker(_initialised(tmp_path / "data"))
+    os.kill(proc.pid, signal.SIGINT)
+    time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 130 and "stopped at once" in out, out
