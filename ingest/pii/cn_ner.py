@@ -35,18 +35,24 @@ SPAN_MIN = 0.0
 _HAN = re.compile(r"[\u3400-\u9fff]")
 _CUT = re.compile(r"[^。！？!?；;\n]*(?:[。！？!?；;\n]+|$)")
 _MAX_SEGMENT = 120
-# What makes an address a postal one: a level below the city or a street. CLUENER also labels bare
-# places ("香港", "法国", "上海市") and kb's scrubber leaves those alone (they are not personal data); a
-# room number alone ("3 号会议室") is no address either.
-POSTAL = re.compile(r"[区县旗镇乡村路街道巷弄]|胡同|小区|大厦|花园|公寓|新村")
-
-
-# A bus or metro line ("472路", "786区间", "地铁1号线") names a route, not where anyone lives.
+# What makes an address a postal one: what finds a household, a street, a village, a building, or an
+# area with a house number or floor ("北京市朝阳区广渠门外10号", "沙河口区长兴电子城3楼"). CLUENER also
+# labels bare places ("香港", "上海市", "海淀区", "新疆沙湾县") and kb's scrubber leaves those alone: a
+# city, a district or a county is where a great many people live, not personal data, and scrubbing it
+# makes documents about places unanswerable. A room number alone ("3号会议室") is no address either.
+POSTAL = re.compile(r"[镇乡村路街道巷弄幢栋]|胡同|小区|大厦|花园|公寓|新村|单元|号楼|号院")
+AREA_NUMBER = re.compile(r"[省市区县旗].*[0-9０-９一二三四五六七八九十]\s*[号层楼座]")
+# Lines and ways, not where anyone lives: "龙烟铁路", "西九龙公路", "巴士路线"; "北海道" is a prefecture.
+NOT_STREETS = re.compile(r"铁路|公路|路线|线路|巴士路|北海道")
+# A bus or metro line ("472路", "786区间", "地铁1号线") names a route.
 ROUTE = re.compile(r"(?:地铁)?[0-9０-９]+(?:路|号线|线)(?:区间|支线|快线|夜班)?|[0-9０-９]+区间")
 
 
 def is_postal(value: str) -> bool:
-    return bool(POSTAL.search(value)) and not ROUTE.fullmatch(value.strip())
+    value = value.strip()
+    if ROUTE.fullmatch(value) or (value.endswith("站") and "号" not in value):  # a line, a station
+        return False
+    return bool(POSTAL.search(NOT_STREETS.sub("", value)) or AREA_NUMBER.search(value))
 
 
 # "嘉庆年间", "康熙元年": a reign title names an era (a date), never a private person.

@@ -71,6 +71,24 @@ def test_chinese_postal_addresses_but_not_bare_places(scrubber) -> None:
     assert not any(place in f for f in found for place in ("香港", "法国")), found
 
 
+@pytest.mark.parametrize("place", ["海淀区", "新疆沙湾县", "日本石川县", "浦东新区", "内蒙古鄂托克旗"])
+def test_districts_and_counties_are_places_until_a_street_or_number_follows(place: str) -> None:
+    assert not cn_ner.is_postal(place)
+    for address in ("中山路", "阳光小区3栋", "广渠门外10号", "长兴电子城3楼"):
+        assert cn_ner.is_postal(place + address), place + address
+
+
+@pytest.mark.parametrize("text", ["龙烟铁路", "西九龙公路", "苏州街站", "北海道", "3号会议室"])
+def test_railways_roads_stations_and_rooms_are_not_addresses(text: str) -> None:
+    assert not cn_ner.is_postal(text)
+    assert cn_ner.is_postal("罗湖区凤凰路171号凤凰酒店一楼投注站")  # a station's full address still is one
+
+
+def test_a_wikipedia_county_stays_readable(scrubber) -> None:
+    text = "沙湾县位于新疆维吾尔自治区北部，县城距乌鲁木齐二百公里。"
+    assert _found(scrubber, text, "ADDRESS") == []
+
+
 def test_bus_and_metro_lines_are_not_addresses(scrubber) -> None:
     text = "车站北侧为公交枢纽站，472路、763路、786区间在此始发，也可乘地铁1号线到达。"
     assert _found(scrubber, text, "ADDRESS") == []
