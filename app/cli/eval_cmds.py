@@ -153,8 +153,9 @@ def eval_answers(ctx: Ctx, squad: Path | None, cmrc: Path | None, n: int | None,
 def eval_pii(ctx: Ctx, file: Path, fmt: str, split: str, as_json: bool) -> None:
     """Precision, recall and F2 per entity type and overall (span overlap), mapping the dataset's labels to ours.
 
-    CLUENER: name -> PERSON; an address with a street, district or number -> ADDRESS, a bare place
-    ("香港") -> LOCATION, reported but not claimed unless KB_PII__ENTITIES names it."""
+    CLUENER: name -> PERSON; an address that finds a household (a street, village or building, or an
+    area with a house number) -> ADDRESS; a bare place ("香港", "海淀区") -> LOCATION, reported but not
+    claimed unless KB_PII__ENTITIES names it."""
     from ingest.pii.evaluate import evaluate, format_report
 
     result = evaluate(ctx.container.scrubber, file, fmt, split)  # type: ignore[arg-type]
