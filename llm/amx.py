@@ -2,11 +2,12 @@
 
 A llama.cpp built for the host CPU repacks weights into an "AMX" buffer when the CPU flags say
 ``amx_int8``; on a hypervisor that advertises AMX without enabling it, the first batched matrix
-multiplication kills the process with SIGILL (seen on a Sapphire Rapids VM: ``tileloadd`` in
-libggml-cpu). Whether that happens is only known by trying, so the first load in a process tries it
-in a child process with the same model (a second or two, and only on CPUs that advertise AMX with a
-build that uses it); when the child dies of SIGILL the model is loaded without extra buffer types
-(no weight repacking). Measured on that VM with a build made without AMX, so both ways run: the
+multiplication kills the process: SIGILL on one Sapphire Rapids VM (``tileloadd`` in libggml-cpu),
+SIGSEGV in the first ``decode`` on another (llama-cpp-python 0.3.36). Whether that happens is only
+known by trying, so the first load in a process tries it in a child process with the same model (a
+second or two, and only on CPUs that advertise AMX with a build that uses it); when the child dies
+of SIGILL, SIGSEGV or SIGBUS the model is loaded without extra buffer types (no weight repacking).
+Measured on the first VM with a build made without AMX, so both ways run: the
 unrepacked Q4_K_M weights were no slower (decode 12.0 vs 12.6 tokens/s, prompt 118 vs 78 tokens/s on
 2 threads; docs/benchmarks.md), so the fallback costs nothing there and kb keeps the stock build.
 """
@@ -31,6 +32,7 @@ llama = Llama(model_path=sys.argv[1], n_ctx=64, n_batch=32, n_threads=1, n_threa
 llama.eval(llama.tokenize(b"one two three four five six seven eight nine ten eleven twelve", add_bos=False))
 """
 
+CRASHES = {-signal.SIGILL, -signal.SIGSEGV, -signal.SIGBUS}  # the child's return code when killed by one
 _RESULT: dict[str, bool] = {}
 _LOCK = threading.Lock()
 
@@ -50,7 +52,7 @@ def build_uses_amx() -> bool:
 
 
 def amx_traps(model_path: Path, timeout: float = 300.0) -> bool:
-    """True when llama.cpp's AMX path dies of SIGILL on this machine (tried once per process)."""
+    """True when llama.cpp's AMX path crashes on this machine (tried once per process)."""
     with _LOCK:
         if "traps" not in _RESULT:
             _RESULT["traps"] = cpu_advertises_amx() and build_uses_amx() and _probe(model_path, timeout)
@@ -64,9 +66,10 @@ def _probe(model_path: Path, timeout: float) -> bool:
     except (OSError, subprocess.TimeoutExpired) as e:
         log.warning("could not check whether AMX works here (%s); assuming it does", e)
         return False
-    if proc.returncode == -signal.SIGILL:
-        log.warning("this CPU advertises AMX but its instructions trap (a VM that does not enable it): "
-                    "loading models without llama.cpp's AMX/repacked weights")
+    if proc.returncode in CRASHES:
+        log.warning("this CPU advertises AMX but llama.cpp's AMX path crashes here (%s; a VM that does not "
+                    "enable it): loading models without llama.cpp's AMX/repacked weights",
+                    signal.Signals(-proc.returncode).name)
         return True
     return False
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,16 @@ def test_without_extra_buffers_switches_repacking_off_only_while_active() -> Non
     assert lib.llama_model_default_params().use_extra_bufts
     with without_extra_buffers(enabled=False):
         assert lib.llama_model_default_params().use_extra_bufts
+
+
+@pytest.mark.parametrize(("returncode", "traps"), [(-signal.SIGILL, True), (-signal.SIGSEGV, True),
+                                                   (-signal.SIGBUS, True), (0, False), (1, False)])
+def test_the_amx_probe_counts_any_crash_of_its_child_as_a_trap(monkeypatch, tmp_path, returncode, traps) -> None:
+    """SIGILL on one VM that advertises AMX without enabling it, SIGSEGV on another: either way the model is
+    then loaded without the AMX path. An ordinary failure (a bad file) is no reason to give it up."""
+    import subprocess
+
+    from llm import amx
+
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, returncode, b"", b""))
+    assert amx._probe(tmp_path / "model.gguf", 5.0) is traps
