@@ -140,6 +140,10 @@ def eval_answers(ctx: Ctx, squad: Path | None, cmrc: Path | None, n: int | None,
                  _fmt(m["first_token_s"]["p50"], ".1f") + " s", _fmt(m["first_token_s"]["p95"], ".1f") + " s",
                  _fmt(m["tokens_per_s"]["p50"], ".1f"), _fmt(m["sources_ms"]["p50"], ".0f") + " ms"]
         click.echo(_row(cells, widths))
+    if first["answerable"]:  # where the answers were lost before the model wrote anything
+        click.echo(f"gold answer in the stored text (after PII scrubbing) {_fmt(first['gold_indexed'])}, "
+                   f"in the passages retrieved {_fmt(first['gold_retrieved'])}, "
+                   f"in what the model read {_fmt(first['gold_read'])}")
 
 
 @eval_group.command("pii")

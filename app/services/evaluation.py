@@ -31,13 +31,18 @@ from retrieval.metrics import evaluate
 Progress = Callable[[str, int, int], None]
 
 
+def file_names(corpus: Mapping[str, object]) -> dict[str, str]:
+    """Corpus id -> the neutral file name it is written under (ids may hold path characters)."""
+    return {doc_id: f"d{i:07d}.md" for i, doc_id in enumerate(corpus)}
+
+
 def write_corpus(corpus: Mapping[str, Mapping[str, str]], folder: Path) -> None:
     """One Markdown file per document: the title as heading, so chunks carry it."""
     folder.mkdir(parents=True, exist_ok=True)
-    for i, doc in enumerate(corpus.values()):
+    for doc_id, name in file_names(corpus).items():
+        doc = corpus[doc_id]
         title, text = (doc.get("title") or "").strip(), (doc.get("text") or "").strip()
-        # a neutral file name (ids may hold path characters); the id map is kept by source name
-        (folder / f"d{i:07d}.md").write_text((f"# {title}\n\n" if title else "") + text, encoding="utf-8")
+        (folder / name).write_text((f"# {title}\n\n" if title else "") + text, encoding="utf-8")
 
 
 def _eval_settings(settings: Settings, root: Path) -> Settings:
@@ -55,7 +60,7 @@ def _ingest(settings: Settings, corpus: Mapping[str, Mapping[str, str]], root: P
     s = _eval_settings(settings, root)
     c = Container(s)
     init(c, "admin", "eval-admin-password")
-    names = {f"d{i:07d}.md": doc_id for i, doc_id in enumerate(corpus)}
+    names = {name: doc_id for doc_id, name in file_names(corpus).items()}
     write_corpus(corpus, root / "corpus")
     t0 = time.perf_counter()
     queued = [x for x in submit_paths(c, [root / "corpus"], "eval") if x.outcome == "queued"]
@@ -75,6 +80,17 @@ def _ingest(settings: Settings, corpus: Mapping[str, Mapping[str, str]], root: P
             select(Chunk.id, Document.source).join(Document, Document.id == Chunk.document_id))}
     c.search_index.refresh()
     return c, chunk_to_doc, worker, ingest_s
+
+
+def indexed_texts(c: Container) -> dict[str, list[str]]:
+    """Document source file name -> the text of its chunks as stored (after PII scrubbing and chunking)."""
+    out: dict[str, list[str]] = {}
+    with c.sessions() as s:
+        for ch, doc in s.execute(select(Chunk, Document).join(Document, Document.id == Chunk.document_id)
+                                 .order_by(Chunk.id)):
+            text = c.vault.open_text(c.vault.data_key(s, doc.dek_id), ch.text_sealed, "chunks", doc.id, ch.idx)
+            out.setdefault(doc.source.rsplit("/", 1)[-1], []).append(text)
+    return out
 
 
 def run(settings: Settings, corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, str],
@@ -280,7 +296,8 @@ def gated_passages(c: Container, question: str) -> tuple[list, list]:
     return ranked, given
 
 
-def _ask_one(c: Container, caller, item: QaItem, lang: str) -> dict:
+def _ask_one(c: Container, caller, item: QaItem, lang: str, indexed: list[str]) -> dict:
+    """One question asked as the UI asks it, scored. ``indexed``: its paragraph's chunks as stored."""
     from app.services import qa
 
     t0 = time.perf_counter()
@@ -303,6 +320,7 @@ def _ask_one(c: Container, caller, item: QaItem, lang: str) -> dict:
         "cited": bool(cited_text),
         "citation_ok": (any(contains_answer(t, item.answers, lang) for t in cited_text)
                         if item.answerable and cited_text else None),
+        "gold_indexed": (any(contains_answer(t, item.answers, lang) for t in indexed) if item.answerable else None),
         "gold_retrieved": (any(contains_answer(p.text, item.answers, lang) for p in res.passages)
                            if item.answerable else None),
         "gold_read": (any(contains_answer(t, item.answers, lang) for t in res.read)
@@ -331,6 +349,7 @@ def summarize(rows: list[dict]) -> dict:
         "false_refusals": _rate(sum(r["declined"] for r in ans), len(ans)),
         "false_refusals_by_gate": _rate(sum(r["refused_by_gate"] for r in ans), len(ans)),
         "false_refusals_by_model": _rate(sum(r["declined_by_model"] for r in ans), len(ans)),
+        "gold_indexed": _rate(sum(bool(r["gold_indexed"]) for r in ans), len(ans)),
         "gold_retrieved": _rate(sum(bool(r["gold_retrieved"]) for r in ans), len(ans)),
         "gold_read": _rate(sum(bool(r["gold_read"]) for r in ans), len(ans)),
         "unanswerable_declined": _rate(sum(r["declined"] for r in una), len(una)),
@@ -380,6 +399,8 @@ def run_answers(settings: Settings, qa_set: QaSet, models: list[str] | None = No
                 mc.__dict__[shared] = getattr(c, shared)
             containers.append(mc)
         caller = qa.caller_for(c, None, "cli")
+        names = file_names(corpus)
+        stored = indexed_texts(c)
         if progress:
             progress("load", 0, len(containers))
         c.search_index.search(chosen[0].question, c.settings.retrieval.top_k, None)  # warm the query path
@@ -395,7 +416,7 @@ def run_answers(settings: Settings, qa_set: QaSet, models: list[str] | None = No
                 stopped_early = True
                 break
             for m, mc in zip(under_test, containers, strict=True):
-                rows[m.label].append(_ask_one(mc, caller, item, lang))
+                rows[m.label].append(_ask_one(mc, caller, item, lang, stored.get(names[item.paragraph], [])))
                 done += 1
                 if progress:
                     progress("answers", done, total)

@@ -21,7 +21,8 @@ PARAGRAPHS = [
      "when it was converted to electric light. The tower is 34 metres tall and painted red and white."),
     ("Norland cheese",
      "Brunost from the Holm valley is made from goat whey that is boiled for nine hours until it turns brown. "
-     "The Holm dairy cooperative, founded in 1903, sells most of it in the capital."),
+     "The Holm dairy cooperative, founded in 1903, sells most of it in the capital. Orders go to "
+     "sales@holm-dairy.no."),
 ]
 QUESTIONS = [  # (paragraph, question, answers or None when unanswerable)
     (0, "In what year was the Varde lighthouse built?", ["1872"]),
@@ -29,6 +30,7 @@ QUESTIONS = [  # (paragraph, question, answers or None when unanswerable)
     (1, "How many hours is the goat whey for brunost boiled?", ["nine hours", "nine"]),
     (1, "Who was the first director of the Holm dairy cooperative?", None),
     (0, "What colour was the Varde lamp's original glass?", None),
+    (1, "To which e-mail address do orders for Holm brunost go?", ["sales@holm-dairy.no"]),  # scrubbed
 ]
 
 
@@ -87,7 +89,8 @@ def test_sample_is_stratified_and_reproducible(tmp_path):
     assert sum(not q.answerable for q in evaluation.sample_questions(items, 2, seed=0)) == 1
     loaded = evaluation.load_squad(write_set(tmp_path / "set.json"))
     assert len(loaded.paragraphs) == 2
-    assert {q.id: q.answerable for q in loaded.items} == {"q0": True, "q1": True, "q2": True, "q3": False, "q4": False}
+    assert {q.id: q.answerable for q in loaded.items} == {"q0": True, "q1": True, "q2": True, "q3": False, "q4": False,
+                                                         "q5": True}
     assert {q.id: q.paragraph for q in loaded.items}["q2"] == "p1"
 
 
@@ -130,17 +133,18 @@ def test_a_question_that_passes_the_gate_gets_the_passages_about_it():
 def test_eval_answers_runs_end_to_end_with_the_small_model(tmp_path, smollm2):
     data = write_set(tmp_path / "tiny.json")
     env = {**os.environ, "KB_DATA_DIR": str(tmp_path / "data")}
-    r = subprocess.run([sys.executable, "-m", "app", "eval", "answers", "--squad", str(data), "--n", "5",
+    r = subprocess.run([sys.executable, "-m", "app", "eval", "answers", "--squad", str(data), "--n", "6",
                         "--model", str(smollm2.path), "--json"], env=env, capture_output=True, text=True,
                        timeout=600)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["paragraphs"] == 2 and out["chunks"] >= 2 and out["set"] == "tiny.json"
     (label, m), = out["models"].items()
-    assert m["questions"] == 5 and m["answerable"] == 3 and m["unanswerable"] == 2
+    assert m["questions"] == 6 and m["answerable"] == 4 and m["unanswerable"] == 2
     for key in ("accuracy", "false_refusals", "unanswerable_declined"):
         assert 0.0 <= m[key] <= 1.0, key
-    assert m["gold_retrieved"] == 1.0  # every gold answer is in a passage the question retrieved
+    # the e-mail address was scrubbed at ingestion; every other gold answer is in a passage retrieved
+    assert m["gold_indexed"] == m["gold_retrieved"] == 0.75
     assert m["gold_read"] <= m["gold_retrieved"]  # and what the model read of them is a part
     assert m["citation_correct"] is None or 0.0 <= m["citation_correct"] <= 1.0
     assert isinstance(m["repeated"], int)
@@ -148,7 +152,7 @@ def test_eval_answers_runs_end_to_end_with_the_small_model(tmp_path, smollm2):
     if m["first_token_s"]["p50"] is not None:  # something was generated
         assert m["first_token_s"]["p95"] >= m["first_token_s"]["p50"] > 0 and m["tokens_per_s"]["p50"] > 0
     rows = out["questions"][label]
-    assert {q["id"] for q in rows} == {f"q{i}" for i in range(5)}
+    assert {q["id"] for q in rows} == {f"q{i}" for i in range(6)}
     for q in rows:
         assert q["declined"] == (q["refused_by_gate"] or q["declined_by_model"])
         assert not (q["correct"] and q["declined"])
@@ -157,4 +161,5 @@ def test_eval_answers_runs_end_to_end_with_the_small_model(tmp_path, smollm2):
                             "--model", str(smollm2.path)], env=env, capture_output=True, text=True, timeout=600)
     assert table.returncode == 0, table.stderr
     assert "accuracy" in table.stdout and "TTFT p50" in table.stdout and label[:28] in table.stdout
+    assert "gold answer in the stored text (after PII scrubbing)" in table.stdout
     assert "answers" in table.stderr  # the progress bar goes to stderr
