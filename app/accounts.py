@@ -38,6 +38,7 @@ class CollectionView:
     name: str
     description: str
     grants: list[str]
+    pii: str = "all"  # PII_POLICIES
 
 
 def _aware(ts: datetime) -> datetime:
@@ -175,10 +176,26 @@ def get_collection(session: Session, name: str) -> Collection:
     return col
 
 
-def add_collection(session: Session, name: str, description: str = "") -> Collection:
+# A collection's personal-data policy: what ingestion scrubs from its documents (ingest.pii.for_policy).
+PII_POLICIES = {
+    "all": "all personal data kb finds, names and addresses included (the default)",
+    "identifiers": "identifiers only (ID and card numbers, phones, e-mail...); names and addresses are kept, "
+                   "for public documents",
+}
+
+
+def check_pii_policy(policy: str) -> str:
+    if policy not in PII_POLICIES:
+        raise KbError(f"Unknown PII policy {policy!r}: choose one of {', '.join(PII_POLICIES)}.")
+    return policy
+
+
+def add_collection(session: Session, name: str, description: str = "", pii: str = "all") -> Collection:
     if session.scalar(select(Collection).where(Collection.name == name)) is not None:
         raise KbError(f"A collection named {name!r} already exists.")
-    return _insert_collection(session, name, description)
+    col = _insert_collection(session, name, description)
+    col.pii = check_pii_policy(pii)
+    return col
 
 
 def ensure_collection(session: Session, name: str) -> Collection:
@@ -256,5 +273,5 @@ def list_collections(session: Session) -> list[CollectionView]:
             f"{'(rw)' if g.can_write else '(r)'}"
             for g in session.scalars(select(Grant).where(Grant.collection_id == col.id).order_by(Grant.id))
         ]
-        out.append(CollectionView(col.id, col.name, col.description, grants))
+        out.append(CollectionView(col.id, col.name, col.description, grants, col.pii))
     return out

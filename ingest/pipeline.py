@@ -20,7 +20,7 @@ from sqlalchemy import delete, insert, select, update
 
 from app import blobs, foreground
 from app.db import lock_until_commit
-from app.models import Chunk, Document, IndexEvent
+from app.models import Chunk, Collection, Document, IndexEvent
 from ingest import queue
 from ingest.chunking import chunk_sections
 from ingest.options import OcrDeferred, ParseOptions
@@ -222,6 +222,7 @@ class Loaded:
     dek: bytes
     parsed: ParsedDocument
     content_hmac: str
+    pii_policy: str = "all"  # its collection's (app.accounts.PII_POLICIES)
 
 
 def load(container: IngestContext, claim: queue.Claim, times: StageTimes, in_flight: InFlight,
@@ -230,7 +231,8 @@ def load(container: IngestContext, claim: queue.Claim, times: StageTimes, in_fli
     cannot be indexed; None if the document was deleted while queued."""
     c = container
     with c.sessions() as s:
-        doc = s.execute(select(Document.source, Document.collection_id, Document.blob_name, Document.dek_id)
+        doc = s.execute(select(Document.source, Document.collection_id, Document.blob_name, Document.dek_id,
+                               Collection.pii).join(Collection, Collection.id == Document.collection_id)
                         .where(Document.id == claim.document_id)).first()
         if doc is None:  # deleted while queued
             queue.complete(s, claim)
@@ -252,7 +254,7 @@ def load(container: IngestContext, claim: queue.Claim, times: StageTimes, in_fli
     twin = in_flight.setdefault((collection_id, content_hmac), (source, doc_id))
     if twin[0] != source:
         raise IngestError(DocStatus.duplicate, f"same text as {twin[0]} (document {twin[1]})")
-    return Loaded(claim, doc_id, collection_id, source, dek, parsed, content_hmac)
+    return Loaded(claim, doc_id, collection_id, source, dek, parsed, content_hmac, doc.pii)
 
 
 Scrubbed = tuple[list[Section], int] | Exception  # sections and PII found, or what broke the scrubber
@@ -280,16 +282,19 @@ def scrub_all(c: IngestContext, items: list[Loaded], times: StageTimes) -> list[
 def _scrub_docs(c: IngestContext, items: list[Loaded]) -> list[Scrubbed]:
     if not c.settings.pii.enabled:
         return [(item.parsed.sections, 0) for item in items]
-    results = iter(c.scrubber.scrub_many([sec.text for item in items for sec in item.parsed.sections]))
-    out: list[Scrubbed] = []
-    for item in items:
-        sections, found = [], 0
-        for sec in item.parsed.sections:
-            res = next(results)
-            found += len(res.entities)
-            sections.append(Section(res.text, sec.page, sec.sheet, sec.heading))
-        out.append((sections, found))
-    return out
+    out: dict[int, Scrubbed] = {}
+    for policy in dict.fromkeys(item.pii_policy for item in items):  # one batch per collection policy
+        group = [(i, item) for i, item in enumerate(items) if item.pii_policy == policy]
+        results = iter(c.scrubber_for(policy).scrub_many(
+            [sec.text for _, item in group for sec in item.parsed.sections]))
+        for i, item in group:
+            sections, found = [], 0
+            for sec in item.parsed.sections:
+                res = next(results)
+                found += len(res.entities)
+                sections.append(Section(res.text, sec.page, sec.sheet, sec.heading))
+            out[i] = (sections, found)
+    return [out[i] for i in range(len(items))]
 
 
 def chunk(container: IngestContext, item: Loaded, scrubbed: Scrubbed, times: StageTimes) -> Prepared:

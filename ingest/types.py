@@ -130,3 +130,7 @@ class IngestContext(Protocol):
 
     @property
     def scrubber(self) -> Scrubber: ...
+
+    def scrubber_for(self, policy: str) -> Scrubber:
+        """The scrubber for a collection's PII policy (app.accounts.PII_POLICIES); "all" is ``scrubber``."""
+        ...

@@ -135,14 +135,33 @@ def collections() -> None:
     """Manage collections and who may read or write them."""
 
 
+PII_POLICIES = users_svc.PII_POLICIES
+_PII_HELP = "What ingestion scrubs from its documents: " + "; ".join(f"'{k}': {v}" for k, v in PII_POLICIES.items())
+
+
 @collections.command("add")
 @click.argument("name")
 @click.option("--description", default="", help="What the collection holds.")
+@click.option("--pii", type=click.Choice(list(PII_POLICIES)), default="all", show_default=True, help=_PII_HELP)
 @pass_ctx
-def collections_add(ctx: Ctx, name: str, description: str) -> None:
-    """Create a collection."""
-    users_svc.create_collection(ctx.container, ctx.caller, name, description)
-    click.echo(f"created collection {name!r}")
+def collections_add(ctx: Ctx, name: str, description: str, pii: str) -> None:
+    """Create a collection (before its first upload, to choose its PII policy)."""
+    users_svc.create_collection(ctx.container, ctx.caller, name, description, pii)
+    click.echo(f"created collection {name!r} (PII scrubbed: {pii})")
+
+
+@collections.command("pii")
+@click.argument("name")
+@click.argument("policy", type=click.Choice(list(PII_POLICIES)))
+@pass_ctx
+def collections_pii(ctx: Ctx, name: str, policy: str) -> None:
+    """Change what is scrubbed from a collection's documents; they are indexed again under it.
+
+    POLICY: 'all' (every kind of personal data kb finds, the default) or 'identifiers' (ID and card
+    numbers, phones, e-mail...: names and addresses are kept, for public documents)."""
+    queued = users_svc.set_pii_policy(ctx.container, ctx.caller, name, policy)
+    click.echo(f"collection {name!r} now scrubs: {policy}; {queued} document(s) queued to be indexed again"
+               + (" (`kb worker` or `kb serve` indexes them)" if queued else ""))
 
 
 @collections.command("grant")
@@ -179,7 +198,7 @@ def collections_list(ctx: Ctx, as_json: bool) -> None:
         emit_json(rows)
     else:
         emit_table([{**r.__dict__, "grants": ", ".join(r.grants) or "-"} for r in rows],
-                   ["name", "grants", "description"])
+                   ["name", "pii", "grants", "description"])
 
 
 # --- keys --------------------------------------------------------------------------------------

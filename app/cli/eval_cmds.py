@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from app.cli import Ctx, emit_json, pass_ctx
+from app.services.users import PII_POLICIES
 
 
 @click.group("eval")
@@ -94,13 +95,16 @@ def _row(cells: list[str], widths: list[int]) -> str:
               help="Ingest only the sampled questions' paragraphs plus others up to this many (default: all).")
 @click.option("--time-limit", type=click.FloatRange(min=0), metavar="MINUTES",
               help="Start no new question after this many minutes of asking; report those asked.")
+@click.option("--pii", type=click.Choice(list(PII_POLICIES)), default="all", show_default=True,
+              help="PII policy of the collection the paragraphs go into ('identifiers': names and addresses are "
+              "kept, as an admin would choose for public documents).")
 @click.option("--json", "as_json", is_flag=True, help="The report and every answer as JSON.")
 @click.option("--save", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the report with every answer as JSON to this file.")
 @pass_ctx
 def eval_answers(ctx: Ctx, squad: Path | None, cmrc: Path | None, n: int | None, seed: int,
-                 models: tuple[str, ...], max_paragraphs: int | None, time_limit: float | None, as_json: bool,
-                 save: Path | None) -> None:
+                 models: tuple[str, ...], max_paragraphs: int | None, time_limit: float | None, pii: str,
+                 as_json: bool, save: Path | None) -> None:
     """Ingest a SQuAD-format set's paragraphs through the real pipeline into a temporary data dir, ask
     sampled questions through the same service the UI uses, and report: accuracy on answerable questions
     (a gold answer in the answer, normalised), unanswerable questions declined, false refusals, whether the
@@ -113,7 +117,7 @@ def eval_answers(ctx: Ctx, squad: Path | None, cmrc: Path | None, n: int | None,
     qa_set = evaluation.load_squad(squad or cmrc)
     out = evaluation.run_answers(ctx.container.settings, qa_set, list(models), n=n, seed=seed,
                                  progress=_progress_bars(as_json), max_paragraphs=max_paragraphs,
-                                 time_limit_s=None if time_limit is None else time_limit * 60)
+                                 time_limit_s=None if time_limit is None else time_limit * 60, pii=pii)
     if save:
         save.write_text(json.dumps(out, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
     if as_json:
@@ -123,7 +127,8 @@ def eval_answers(ctx: Ctx, squad: Path | None, cmrc: Path | None, n: int | None,
     click.echo(f"\n{out['set']}: {first['questions']} questions ({first['answerable']} answerable, "
                f"{first['unanswerable']} unanswerable; seed {out['seed']}) over {out['paragraphs']} paragraphs "
                f"-> {out['chunks']} chunks in {out['ingest_seconds']} s (PII scrubbing "
-               f"{'on' if out['pii_scrubbing'] else 'off'}); {out['top_k']} passages per question")
+               f"{'on: ' + out['pii_policy'] if out['pii_scrubbing'] else 'off'}); {out['top_k']} passages per "
+               "question")
     if out["stopped_early"]:
         click.echo(f"time limit reached: {first['questions']} of {out['sampled']} sampled questions asked "
                    f"in {out['asking_seconds']} s")

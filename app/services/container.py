@@ -38,6 +38,7 @@ class Container:
     def __init__(self, settings: Settings | None = None):
         self.settings = settings or Settings()
         self._lock = threading.RLock()
+        self._scrubbers: dict[str, Scrubber] = {}  # by collection PII policy other than "all"
 
     # --- storage ---------------------------------------------------------------------------
     @cached_property
@@ -77,6 +78,16 @@ class Container:
         from ingest.pii import build_scrubber
 
         return build_scrubber(self.settings.pii)
+
+    def scrubber_for(self, policy: str) -> Scrubber:
+        if policy == "all":
+            return self.scrubber
+        from ingest.pii import build_scrubber, for_policy
+
+        with self._lock:
+            if policy not in self._scrubbers:
+                self._scrubbers[policy] = build_scrubber(for_policy(self.settings.pii, policy))
+            return self._scrubbers[policy]
 
     @cached_property
     def embedder(self) -> Embedder:

@@ -121,6 +121,23 @@ def retry(s: Session, doc_id: int) -> DocView:
     return get_document(s, doc_id)
 
 
+def requeue_collection(s: Session, collection_id: int) -> int:
+    """Index a collection's documents again from their sealed originals (its PII policy changed); their
+    chunks leave the index now. Refused while a worker is processing one of them, which would finish it
+    under the old policy."""
+    busy = s.scalar(select(func.count()).select_from(Document).where(
+        Document.collection_id == collection_id, Document.status == DocStatus.processing)) or 0
+    if busy:
+        raise KbError(f"{busy} document(s) of this collection are being indexed right now; try again when "
+                      "the worker has finished them (`kb docs list --status processing`).")
+    ids = list(s.scalars(select(Document.id).where(Document.collection_id == collection_id,
+                                                   Document.status == DocStatus.indexed,
+                                                   Document.blob_name.is_not(None))))
+    for d in ids:
+        retry(s, d)
+    return len(ids)
+
+
 def retry_failed(s: Session) -> list[int]:
     ids = [d for d in s.scalars(select(Document.id).where(Document.status == DocStatus.failed,
                                                           Document.blob_name.is_not(None)))]

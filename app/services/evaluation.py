@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from app import accounts
 from app.errors import KbError
 from app.models import Chunk, Document
 from app.services.container import Container
@@ -54,12 +55,15 @@ def _eval_settings(settings: Settings, root: Path) -> Settings:
 
 
 def _ingest(settings: Settings, corpus: Mapping[str, Mapping[str, str]], root: Path,
-            progress: Progress | None) -> tuple[Container, dict[int, str], Worker, float]:
-    """A fresh kb under ``root`` holding ``corpus`` (id -> title, text), ingested by the real worker.
-    Returns the container, chunk id -> corpus id, the worker (its stage times) and the seconds taken."""
+            progress: Progress | None, pii: str = "all") -> tuple[Container, dict[int, str], Worker, float]:
+    """A fresh kb under ``root`` holding ``corpus`` (id -> title, text) in a collection with PII policy
+    ``pii``, ingested by the real worker. Returns the container, chunk id -> corpus id, the worker (its
+    stage times) and the seconds taken."""
     s = _eval_settings(settings, root)
     c = Container(s)
     init(c, "admin", "eval-admin-password")
+    with c.sessions.begin() as sess:
+        accounts.add_collection(sess, "eval", "kb eval", pii)
     names = {name: doc_id for doc_id, name in file_names(corpus).items()}
     write_corpus(corpus, root / "corpus")
     t0 = time.perf_counter()
@@ -370,12 +374,13 @@ def _s(ms: float | None) -> float | None:
 
 def run_answers(settings: Settings, qa_set: QaSet, models: list[str] | None = None, n: int | None = None,
                 seed: int = 0, progress: Progress | None = None, max_paragraphs: int | None = None,
-                time_limit_s: float | None = None) -> dict:
+                time_limit_s: float | None = None, pii: str = "all") -> dict:
     """Ingest the set's paragraphs into a throw-away kb, ask ``n`` sampled questions through
     :func:`app.services.qa.ask` with each model (same ingestion, questions interleaved across models so a
     busy machine slows them alike), and score them. ``max_paragraphs`` ingests only the sampled questions'
     paragraphs plus others (in the set's order) up to that many. After ``time_limit_s`` of asking no new
-    question is started; the report covers those asked (the sample is shuffled, so still a fair one)."""
+    question is started; the report covers those asked (the sample is shuffled, so still a fair one).
+    ``pii``: the PII policy of the collection the paragraphs go into (app.accounts.PII_POLICIES)."""
     from app.services import qa
     from llm.prompt import detect_language
     from llm.types import ChatMessage
@@ -390,7 +395,7 @@ def run_answers(settings: Settings, qa_set: QaSet, models: list[str] | None = No
     corpus = paragraphs_for(qa_set, chosen, max_paragraphs)
     lang = detect_language(" ".join(q.question for q in chosen[:20]))
     with tempfile.TemporaryDirectory(prefix="kb-eval-") as tmp:
-        c, chunk_to_doc, worker, ingest_s = _ingest(settings, corpus, Path(tmp), progress)
+        c, chunk_to_doc, worker, ingest_s = _ingest(settings, corpus, Path(tmp), progress, pii)
         containers = []
         for m in under_test:
             mc = Container(c.settings.model_copy(update={"llm": m.llm}))
@@ -427,7 +432,7 @@ def run_answers(settings: Settings, qa_set: QaSet, models: list[str] | None = No
         return {
             "set": qa_set.name, "language": lang, "seed": seed, "paragraphs": len(corpus),
             "chunks": len(chunk_to_doc), "ingest_seconds": round(ingest_s, 1),
-            "pii_scrubbing": c.settings.pii.enabled, "top_k": c.settings.retrieval.top_k,
+            "pii_scrubbing": c.settings.pii.enabled, "pii_policy": pii, "top_k": c.settings.retrieval.top_k,
             "sampled": len(chosen), "stopped_early": stopped_early,
             "asking_seconds": round(time.perf_counter() - started, 1),
             "models": models_out, "questions": rows,

@@ -14,6 +14,8 @@ from app.errors import KbError
 from app.passwords import generate_password
 from app.services.caller import Principal, actor, require_role
 
+PII_POLICIES = accounts.PII_POLICIES
+
 
 @dataclass(frozen=True)
 class NewPassword:
@@ -93,11 +95,28 @@ def reset_password(container, who: Principal, name: str, password: str | None = 
     return NewPassword(view, password, generated)
 
 
-def create_collection(container, who: Principal, name: str, description: str = "") -> None:
+def create_collection(container, who: Principal, name: str, description: str = "", pii: str = "all") -> None:
+    """``pii``: what ingestion scrubs from the collection's documents (PII_POLICIES)."""
     require_role(who, "admin")
     with container.sessions.begin() as s:
-        accounts.add_collection(s, name.strip(), description.strip())
-        _log(s, container, who, "collection.create", name.strip())
+        accounts.add_collection(s, name.strip(), description.strip(), pii)
+        _log(s, container, who, "collection.create", name.strip(), pii=pii)
+
+
+def set_pii_policy(container, who: Principal, name: str, pii: str) -> int:
+    """Change what is scrubbed from a collection's documents. Its documents are indexed again from their
+    sealed originals under the new policy (returns how many were queued); until the worker reaches
+    them they keep their old chunks out of answers, so a wider policy never shows text it now scrubs."""
+    from app.services import documents
+
+    require_role(who, "admin")
+    accounts.check_pii_policy(pii)
+    with container.sessions.begin() as s:
+        col = accounts.get_collection(s, name)
+        was, col.pii = col.pii, pii
+        queued = documents.requeue_collection(s, col.id) if was != pii else 0
+        _log(s, container, who, "collection.pii", name, pii=pii, was=was, requeued=queued)
+    return queued
 
 
 def grant(container, who: Principal, collection: str, *, user: str | None = None, role: str | None = None,

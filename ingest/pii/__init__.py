@@ -34,6 +34,19 @@ def _passthrough(settings: PiiSettings) -> Scrubber:
 SCRUBBERS: dict[str, Callable[[PiiSettings], Scrubber]] = {"presidio": _presidio, "passthrough": _passthrough}
 
 
+def for_policy(settings: PiiSettings, policy: str) -> PiiSettings:
+    """The PII settings a collection with ``policy`` is scrubbed with (app.accounts.PII_POLICIES): "all" is
+    ``settings`` as they are, "identifiers" the same less names and addresses."""
+    from ingest.pii.entities import PEOPLE_AND_PLACES, resolve_entities
+
+    if policy == "all":
+        return settings
+    if policy != "identifiers":
+        raise ConfigError(f"Unknown PII policy {policy!r}: 'all' or 'identifiers'.")
+    kept = [e for e in resolve_entities(settings.entities, settings.scrub_names) if e not in PEOPLE_AND_PLACES]
+    return settings.model_copy(update={"entities": kept, "scrub_names": False})
+
+
 def build_scrubber(settings: PiiSettings) -> Scrubber:
     name = "presidio" if settings.enabled else "passthrough"
     try:
@@ -43,4 +56,4 @@ def build_scrubber(settings: PiiSettings) -> Scrubber:
     return factory(settings)
 
 
-__all__ = ["SCRUBBERS", "build_scrubber"]
+__all__ = ["SCRUBBERS", "build_scrubber", "for_policy"]

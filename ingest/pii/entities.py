@@ -14,6 +14,9 @@ ALL_ENTITIES = (
 # Scrubbed unless settings say otherwise. LOCATION (a country or city on its own) and URL are not
 # personal data in most documents and scrubbing them costs retrieval quality; opt in by naming them.
 DEFAULT_ENTITIES = tuple(e for e in ALL_ENTITIES if e not in ("LOCATION", "URL"))
+# What a collection whose policy is "identifiers" keeps: who and where (public documents name people
+# and places, and their answers are often one).
+PEOPLE_AND_PLACES = frozenset({"PERSON", "ADDRESS", "LOCATION"})
 # Types found by spaCy NER (the slow part); without them the NER model is never loaded.
 NER_ENTITIES = frozenset({"PERSON", "LOCATION"})
 

@@ -149,6 +149,27 @@ def test_grants_page_grants_and_revokes(kb):
     assert "board" in list(at.dataframe[1].value["collection"])
 
 
+def test_collections_are_created_with_a_pii_policy_and_changed_from_the_page(kb):
+    at = app(user="admin").run()
+    at.switch_page("views/users.py").run()
+    next(t for t in at.text_input if t.label == "Name").input("laws")
+    pii_boxes = [b for b in at.selectbox if b.label == "Personal data to scrub"]
+    assert pii_boxes[0].options == ["All (names and addresses too)", "Identifiers only (public documents)"]
+    pii_boxes[0].set_value("identifiers")
+    next(b for b in at.button if b.label == "Create").click().run()
+    assert not at.exception
+    assert {c.name: c.pii for c in users.collections(kb, session_user("admin"))}["laws"] == "identifiers"
+    table = at.dataframe[1].value
+    assert list(table[table["collection"] == "laws"]["pii"]) == ["Identifiers only (public documents)"]
+    at.selectbox(key="pii_collection").set_value("laws")
+    at.selectbox(key="pii_policy").set_value("all")
+    next(b for b in at.button if b.label == "Save and re-index").click().run()
+    assert not at.exception
+    assert any("laws now scrubs: All" in s.value for s in at.success)
+    assert {c.name: c.pii for c in users.collections(kb, session_user("admin"))}["laws"] == "all"
+    assert records(kb, "collection.pii")[-1].details == {"pii": "all", "was": "identifiers", "requeued": 0}
+
+
 # --- query log ------------------------------------------------------------------------------
 def _ask_record(kb, question: str, answer: str) -> int:
     with kb.sessions.begin() as s:
