@@ -137,6 +137,9 @@ def test_admin_uploads_staff_asks_auditor_reviews(kb_server, browser_page):
     page.get_by_text("User sam added.").wait_for()
     wait_app_idle(page)
     shot(page, "02-users")
+    page.get_by_role("tab", name="Collections and grants").click()
+    page.get_by_role("button", name="Save and re-index").wait_for()  # what each collection scrubs, and a change
+    shot(page, "02b-collections")
 
     nav.get_by_text("Documents").click()
     page.get_by_role("heading", name="Documents", exact=True).wait_for()
