@@ -150,15 +150,12 @@ def collections_add(ctx: Ctx, name: str, description: str, pii: str) -> None:
     click.echo(f"created collection {name!r} (PII scrubbed: {pii})")
 
 
-@collections.command("pii")
+@collections.command("pii", help="Change what is scrubbed from a collection's documents (POLICY); they are "
+                     f"indexed again under it.\n\n{_PII_HELP}.")
 @click.argument("name")
 @click.argument("policy", type=click.Choice(list(PII_POLICIES)))
 @pass_ctx
 def collections_pii(ctx: Ctx, name: str, policy: str) -> None:
-    """Change what is scrubbed from a collection's documents; they are indexed again under it.
-
-    POLICY: 'all' (every kind of personal data kb finds, the default) or 'identifiers' (ID and card
-    numbers, phones, e-mail...: names and addresses are kept, for public documents)."""
     queued = users_svc.set_pii_policy(ctx.container, ctx.caller, name, policy)
     click.echo(f"collection {name!r} now scrubs: {policy}; {queued} document(s) queued to be indexed again"
                + (" (`kb worker` or `kb serve` indexes them)" if queued else ""))

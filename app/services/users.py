@@ -105,8 +105,8 @@ def create_collection(container, who: Principal, name: str, description: str = "
 
 def set_pii_policy(container, who: Principal, name: str, pii: str) -> int:
     """Change what is scrubbed from a collection's documents. Its documents are indexed again from their
-    sealed originals under the new policy (returns how many were queued); until the worker reaches
-    them they keep their old chunks out of answers, so a wider policy never shows text it now scrubs."""
+    sealed originals under the new policy (returns how many were queued); their old chunks leave the
+    index at once, so while they wait no answer quotes text kept under the other policy."""
     from app.services import documents
 
     require_role(who, "admin")
