@@ -170,6 +170,16 @@ def test_collections_are_created_with_a_pii_policy_and_changed_from_the_page(kb)
     assert records(kb, "collection.pii")[-1].details == {"pii": "all", "was": "identifiers", "requeued": 0}
 
 
+def test_documents_page_says_what_the_chosen_collection_scrubs(kb):
+    users.create_collection(kb, session_user("admin"), "laws", pii="identifiers")
+    at = app(user="admin").run()
+    at.switch_page("views/documents.py").run()
+    at.selectbox(key="upload_collection").set_value("laws").run()
+    assert any("scrubbed from this collection's documents: Identifiers only" in c.value for c in at.caption)
+    at.selectbox(key="upload_collection").set_value("➕ New collection…").run()
+    assert any("A new collection scrubs all personal data" in c.value for c in at.caption)
+
+
 # --- query log ------------------------------------------------------------------------------
 def _ask_record(kb, question: str, answer: str) -> int:
     with kb.sessions.begin() as s:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app.services import documents, session
-from ui import common, i18n
+from app.services import documents, session, users
+from ui import common, i18n, pii_policy
 from ui.i18n import t
 from ui.safe_text import safe_label
 from ui.uploader import uploader
@@ -24,6 +24,12 @@ i18n.register({
     "docs.collection": {"en": "Collection", "zh": "文档集"},
     "docs.new_collection": {"en": "New collection name", "zh": "新文档集名称"},
     "docs.new_collection_hint": {"en": "only when creating one", "zh": "仅在新建时填写"},
+    "docs.pii_of": {"en": "Personal data scrubbed from this collection's documents: {policy}.",
+                    "zh": "该文档集的文档脱敏范围：{policy}。"},
+    "docs.pii_new": {"en": "A new collection scrubs all personal data, names and addresses too; for public "
+                           "documents create it under Users & access with “Identifiers only”.",
+                     "zh": "新文档集默认去除全部个人信息（含姓名、地址）；"
+                           "公开文档请先在“用户与权限”中以“仅证件号等标识”创建。"},
     "docs.received": {"en": "{files} file(s) received into “{collection}”: {queued} queued for indexing",
                       "zh": "已接收 {files} 个文件到“{collection}”：{queued} 个排队等待索引"},
     "docs.unchanged": {"en": ", {n} unchanged (already there)", "zh": "，{n} 个未变（已存在）"},
@@ -95,6 +101,8 @@ def upload_form(user: session.SessionUser) -> None:
                             format_func=lambda n: t("docs.new_collection_option") if n == NEW else n)
     new_name = right.text_input(t("docs.new_collection"), placeholder=t("docs.new_collection_hint"), key="upload_new")
     collection = new_name.strip() if choice == NEW else choice
+    policy = {x.name: x.pii for x in users.collections(c, user)}.get(collection)
+    st.caption(t("docs.pii_of", policy=pii_policy.label(policy)) if policy else t("docs.pii_new"))
     done = uploader(collection, c.settings.ui.max_upload_mb)
     if done is None:
         return

@@ -6,7 +6,7 @@ import streamlit as st
 
 from app.accounts import ROLES
 from app.services import session, users
-from ui import common, i18n
+from ui import common, i18n, pii_policy
 from ui.i18n import t
 from ui.safe_text import safe_label
 
@@ -72,13 +72,6 @@ i18n.register({
     "users.revoked": {"en": "Revoked {collection} from {target}.", "zh": "已撤销 {target} 对 {collection} 的权限。"},
     "users.col.pii": {"en": "personal data scrubbed", "zh": "脱敏范围"},
     "users.pii": {"en": "Personal data to scrub", "zh": "脱敏范围"},
-    "users.pii.all": {"en": "All (names and addresses too)", "zh": "全部个人信息（含姓名、地址）"},
-    "users.pii.identifiers": {"en": "Identifiers only (public documents)", "zh": "仅证件号等标识（公开文档）"},
-    "users.pii_help": {"en": "Identifiers only: ID and card numbers, phones and e-mail addresses are still removed, "
-                             "names and addresses are kept. For public documents (regulations, reports), whose "
-                             "answers are often a name or a place.",
-                       "zh": "仅标识：仍去除证件号、银行卡号、电话和邮箱，保留姓名和地址。"
-                             "适用于公开文档（法规、报告等），这类问题的答案常常就是人名或地名。"},
     "users.pii_title": {"en": "Change what is scrubbed", "zh": "修改脱敏范围"},
     "users.pii_note": {"en": "The collection's documents are indexed again from their originals.",
                        "zh": "该文档集的文档将根据原件重新索引。"},
@@ -88,9 +81,6 @@ i18n.register({
                        "zh": "{name} 的脱敏范围已改为：{policy}。{n} 个文档已排队重新索引。"},
 })
 
-
-def pii_label(policy: str) -> str:
-    return t("users.pii." + policy)
 
 
 def role_label(role: str) -> str:
@@ -156,7 +146,7 @@ def users_tab(admin: session.SessionUser) -> None:
 def access_tab(admin: session.SessionUser) -> None:
     c = common.container()
     cols = users.collections(c, admin)
-    st.dataframe([{"collection": x.name, "description": x.description, "pii": pii_label(x.pii),
+    st.dataframe([{"collection": x.name, "description": x.description, "pii": pii_policy.label(x.pii),
                    "readers": ", ".join(x.grants) or t("users.admins_only")} for x in cols], hide_index=True,
                  width="stretch",
                  column_config={k: t(f"users.col.{k}") for k in ("collection", "description", "pii", "readers")})
@@ -166,7 +156,8 @@ def access_tab(admin: session.SessionUser) -> None:
         st.markdown(f"**{t('users.new_collection')}**")
         name = st.text_input(t("users.collection_name"))
         description = st.text_input(t("users.collection_description"))
-        pii = st.selectbox(t("users.pii"), list(users.PII_POLICIES), format_func=pii_label, help=t("users.pii_help"))
+        pii = st.selectbox(t("users.pii"), list(users.PII_POLICIES), format_func=pii_policy.label,
+                           help=t("pii.help"))
         if st.form_submit_button(t("users.create"), icon=":material/create_new_folder:"):
             with common.user_errors(t("users.create_action")):
                 users.create_collection(c, admin, name, description, pii)
@@ -177,13 +168,13 @@ def access_tab(admin: session.SessionUser) -> None:
     with left, st.form("collection_pii"):
         st.markdown(f"**{t('users.pii_title')}**")
         picked = st.selectbox(t("users.collection"), [x.name for x in cols], key="pii_collection")
-        policy = st.selectbox(t("users.pii"), list(users.PII_POLICIES), format_func=pii_label, key="pii_policy",
-                              help=t("users.pii_help"))
+        policy = st.selectbox(t("users.pii"), list(users.PII_POLICIES), format_func=pii_policy.label,
+                              key="pii_policy", help=t("pii.help"))
         st.caption(t("users.pii_note"))
         if st.form_submit_button(t("users.pii_save"), icon=":material/shield:"):
             with common.user_errors(t("users.pii_action")):
                 n = users.set_pii_policy(c, admin, picked, policy)
-                common.flash(t("users.pii_done", name=safe_label(picked), policy=pii_label(policy), n=n))
+                common.flash(t("users.pii_done", name=safe_label(picked), policy=pii_policy.label(policy), n=n))
                 st.rerun()
     with right:
         st.markdown(f"**{t('users.grant_title')}**")
