@@ -147,7 +147,7 @@ def _run_until_signalled(loop: Callable[[], None], stop: threading.Event) -> Non
     def run() -> None:
         try:
             loop()
-        except BaseException as exc:  # raised here, in the main thread
+        except BaseException as exc:  # re-raised below, in the main thread
             failure.append(exc)
 
     thread = threading.Thread(target=run, name="kb-worker-loop", daemon=True)
