@@ -164,6 +164,9 @@ def render_answer(turn: Turn) -> None:
         with st.expander(t("chat.reasoning"), icon=":material/psychology:", expanded=False):
             st.markdown(safe_markdown(turn.reasoning))
     st.markdown(safe_markdown(turn.answer) or t("chat.no_answer"))
+    scrubbed = qa.scrubbed_in(turn.answer)
+    if scrubbed:
+        st.caption(safe_label(t("chat.scrubbed", marks=", ".join(f"<{k}>" for k in scrubbed)), limit=400))
     cited = [s for s in turn.sources if s.cited]
     others = [s for s in turn.sources if not s.cited]  # retrieved and shown to the model, not cited
     if cited:

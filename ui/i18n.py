@@ -110,6 +110,11 @@ STRINGS: dict[str, dict[str, str]] = {
     "chat.ended": {"en": "The answer ended unexpectedly; please ask again.", "zh": "回答意外中断，请重新提问。"},
     "chat.reasoning": {"en": "Reasoning", "zh": "推理过程"},
     "chat.no_answer": {"en": "_(the model returned no answer)_", "zh": "_（模型没有给出回答）_"},
+    "chat.scrubbed": {"en": "{marks}: personal data removed from the documents when they were indexed; kb cannot "
+                            "say what was there. Admins can keep names and addresses in collections of public "
+                            "documents.",
+                      "zh": "{marks}：索引时从文档中去除的个人信息，kb 无法得知原文。"
+                            "管理员可以让公开文档的文档集保留姓名和地址。"},
     "chat.sources": {"en": "Sources — open one to see the passage", "zh": "来源：展开可查看原文段落"},
     "chat.uncited": {"en": "The answer cites no passage. Passages consulted:",
                      "zh": "回答未引用任何段落。参考过的段落："},

@@ -115,6 +115,11 @@ def ask(ctx: Ctx, question: str, user: str | None, k: int | None, show_reasoning
         })
         return
     click.echo()
+    scrubbed = qa.scrubbed_in(result.answer)
+    if scrubbed:
+        click.echo(click.style(f"({', '.join(f'<{k}>' for k in scrubbed)}: personal data removed from the documents "
+                               "when they were indexed; an admin can keep names and addresses in collections of "
+                               "public documents: `kb collections pii NAME identifiers`)", dim=True))
     if result.citations:
         click.echo()
         for cit in result.citations:

@@ -64,6 +64,19 @@ def test_no_basis_is_shown_as_such(kb):
     assert not at.expander  # no sources, no reasoning
 
 
+def test_an_answer_that_repeats_a_scrubbed_name_says_what_the_placeholder_is(kb):
+    assert qa.scrubbed_in("It was <PERSON> of <ADDRESS>, then <PERSON> [1].") == ["PERSON", "ADDRESS"]
+    assert qa.scrubbed_in("No placeholder <b>here</b> or <person>.") == []
+    at = app(user="sam")
+    at.session_state[CHAT_KEY] = [Turn("Who designed the church?", "The church was designed by <PERSON> [1].")]
+    at.run()
+    note = next(c.value for c in at.caption if "personal data removed" in c.value)
+    assert live_html(note) == [] and "PERSON" in note
+    at.session_state[CHAT_KEY] = [Turn("When?", "In 1872 [1].")]
+    at.run()
+    assert not any("personal data removed" in c.value for c in at.caption)
+
+
 def test_collection_picker_lists_only_granted_collections(kb):
     from app import accounts
 
