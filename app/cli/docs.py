@@ -35,6 +35,7 @@ def ingest(ctx: Ctx, paths: tuple[Path, ...], collection: str, wait: bool, as_js
 
     c = ctx.container
     started = time.perf_counter()
+    created = collection not in documents.collection_names(c, ctx.caller)
     submitted = []
     progress = _Progress(quiet=as_json)
     worker = Worker(c) if wait else None
@@ -68,6 +69,9 @@ def ingest(ctx: Ctx, paths: tuple[Path, ...], collection: str, wait: bool, as_js
     if as_json:
         emit_json(summary)
         return
+    if created:
+        click.echo(f"new collection {collection!r}: all personal data is scrubbed from it, names and addresses "
+                   f"too (for public documents: `kb collections pii {collection} identifiers`)")
     click.echo(f"{summary['files']} file(s) in {summary['seconds']} s: "
                + ", ".join(f"{k} {v}" for k, v in sorted(outcome.items())))
     if times:

@@ -107,3 +107,8 @@ def test_cli_creates_lists_and_changes_policies(tmp_path):
     assert r.returncode == 0 and "0 document(s) queued" in r.stdout, r.stderr
     r = kb("collections", "pii", "public", "nothing")
     assert r.returncode != 0 and "'all', 'identifiers'" in r.stderr
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_text("The archive opens at nine.", encoding="utf-8")
+    first = kb("ingest", str(tmp_path / "docs"), "-c", "minutes")
+    assert first.returncode == 0 and "new collection 'minutes': all personal data is scrubbed" in first.stdout
+    assert "new collection" not in kb("ingest", str(tmp_path / "docs"), "-c", "minutes").stdout
