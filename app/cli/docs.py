@@ -119,7 +119,8 @@ class _Progress:
 @click.option("--once", is_flag=True, help="Process what is queued, then exit.")
 @pass_ctx
 def worker(ctx: Ctx, once: bool) -> None:
-    """Run the ingestion worker. Any number may run against PostgreSQL; stop with Ctrl-C."""
+    """Run the ingestion worker. Any number may run against PostgreSQL; stop with Ctrl-C or SIGTERM (it
+    finishes the batch in hand; Ctrl-C again stops at once)."""
     from ingest.worker import Worker
 
     w = Worker(ctx.container)
@@ -145,7 +146,9 @@ def _run_until_signalled(loop: Callable[[], None], stop: threading.Event) -> Non
     Event's own lock (Ctrl-C, then kb serve's SIGTERM a moment later) deadlocked the worker until it
     was killed."""
     received: list[int] = []
-    previous = {s: signal.signal(s, lambda signum, _frame: received.append(signum)) for s in STOP_SIGNALS}
+    # A SIGINT ignored by whoever started us (a background job of a shell, nohup) stays ignored.
+    caught = [s for s in STOP_SIGNALS if not (s == signal.SIGINT and signal.getsignal(s) is signal.SIG_IGN)]
+    previous = {s: signal.signal(s, lambda signum, _frame: received.append(signum)) for s in caught}
     failure: list[BaseException] = []
 
     def run() -> None:

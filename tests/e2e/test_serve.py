@@ -94,10 +94,10 @@ def test_kill_9_leaves_no_orphans_and_a_restart_works(tmp_path):
             os.killpg(first.pid, signal.SIGKILL)
 
 
-def _worker(data) -> subprocess.Popen:
+def _worker(data, sigint=signal.SIG_DFL) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-m", "app", "worker"], env=_env(data), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, sigint))
     assert "waiting for jobs" in proc.stdout.readline()
     return proc
 
@@ -122,3 +122,14 @@ def test_a_second_ctrl_c_stops_the_worker_at_once(tmp_path):
     os.kill(proc.pid, signal.SIGINT)
     out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 130 and "stopped at once" in out, out
+
+
+def test_a_worker_started_with_sigint_ignored_keeps_ignoring_it(tmp_path):
+    """A shell's background job (or nohup) starts with SIGINT ignored: the terminal's Ctrl-C is not for it."""
+    proc = _worker(_initialised(tmp_path / "data"), sigint=signal.SIG_IGN)
+    os.kill(proc.pid, signal.SIGINT)
+    time.sleep(1.0)
+    assert proc.poll() is None
+    proc.terminate()
+    out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0 and "worker stopped" in out, out
