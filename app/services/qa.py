@@ -15,7 +15,7 @@ from app.errors import KbError
 from app.services import answer_cache
 from app.services.caller import Caller, actor, operator
 from app.services.search import Passage, embedder_knows, hydrate, lexical_coverage, search_terms
-from ingest.pii.entities import ALL_ENTITIES
+from ingest.pii.entities import ALL_ENTITIES, placeholder
 from llm.citations import attribute_citations, check_citations
 from llm.condense import Condensed, condense, fallback_question
 from llm.focus import focus_passages
@@ -64,14 +64,15 @@ def declines(answer: str) -> bool:
     return any(p in text for p in (*NO_BASIS.values(), *NOT_IN_SOURCES.values())) or bool(_DECLINES.search(text))
 
 
-# A placeholder the scrubber left in the text (ingest.pii.entities.placeholder), as the model repeats it.
-_PLACEHOLDER = re.compile(r"<(" + "|".join(ALL_ENTITIES) + r")>")
+# The placeholders the scrubber leaves in the text (as the model repeats them) -> their type.
+_PLACEHOLDERS = {placeholder(e): e for e in ALL_ENTITIES}
+_PLACEHOLDER = re.compile("|".join(map(re.escape, _PLACEHOLDERS)))
 
 
 def scrubbed_in(answer: str) -> list[str]:
     """The personal-data types whose placeholders (``<PERSON>``...) the answer repeats, in order: what the
     documents said there was removed when they were indexed, and the person asking should be told so."""
-    return list(dict.fromkeys(_PLACEHOLDER.findall(answer)))
+    return list(dict.fromkeys(_PLACEHOLDERS[m] for m in _PLACEHOLDER.findall(answer)))
 
 
 def _bare(text: str) -> str:

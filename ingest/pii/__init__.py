@@ -37,12 +37,11 @@ SCRUBBERS: dict[str, Callable[[PiiSettings], Scrubber]] = {"presidio": _presidio
 def for_policy(settings: PiiSettings, policy: str) -> PiiSettings:
     """The PII settings a collection with ``policy`` is scrubbed with (app.accounts.PII_POLICIES): "all" is
     ``settings`` as they are, "identifiers" the same less names and addresses."""
+    from app.accounts import check_pii_policy
     from ingest.pii.entities import PEOPLE_AND_PLACES, resolve_entities
 
-    if policy == "all":
+    if check_pii_policy(policy) == "all":
         return settings
-    if policy != "identifiers":
-        raise ConfigError(f"Unknown PII policy {policy!r}: 'all' or 'identifiers'.")
     kept = [e for e in resolve_entities(settings.entities, settings.scrub_names) if e not in PEOPLE_AND_PLACES]
     return settings.model_copy(update={"entities": kept, "scrub_names": False})
 

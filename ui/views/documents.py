@@ -94,14 +94,15 @@ def upload_form(user: session.SessionUser) -> None:
     """Collection first, then the uploader, which sends each file on its own to /kb/upload (ui/uploader.py):
     nothing passes through Streamlit's in-memory upload buffer, and the size limit holds before a file is read."""
     c = common.container()
-    names = documents.collection_names(c, user)
+    policies = {x.name: x.pii for x in users.collections(c, user)}
+    names = list(policies)
     left, right = st.columns(2)
     choice = left.selectbox(t("docs.collection"), [*names, NEW],
                             index=names.index("default") if "default" in names else 0, key="upload_collection",
                             format_func=lambda n: t("docs.new_collection_option") if n == NEW else n)
     new_name = right.text_input(t("docs.new_collection"), placeholder=t("docs.new_collection_hint"), key="upload_new")
     collection = new_name.strip() if choice == NEW else choice
-    policy = {x.name: x.pii for x in users.collections(c, user)}.get(collection)
+    policy = policies.get(collection)
     st.caption(t("docs.pii_of", policy=pii_policy.label(policy)) if policy else t("docs.pii_new"))
     done = uploader(collection, c.settings.ui.max_upload_mb)
     if done is None:
